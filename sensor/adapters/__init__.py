@@ -1,0 +1,1 @@
+"""Adapters of the sensor: netlink/tc and the node's pod watch."""
