@@ -10,7 +10,8 @@
     ├── KubeError                 the Kubernetes API
     │   ├── KubeTransientError    retried inside the adapter (410 Gone, connection reset, 5xx)
     │   └── KubeForbiddenError    RBAC said no (403): fatal
-    └── ReplayError               a pcap or replay that cannot be run (bad pcap, Zeek failed)
+    ├── ReplayError               a pcap or replay that cannot be run (bad pcap, Zeek failed)
+    └── QueryError                an analyst query, report or map that cannot run (bad spec, no input)
 
 The CLI maps each to one line `TypeName: message` and exit 1; usage errors exit 2.
 """
@@ -58,3 +59,7 @@ class KubeForbiddenError(KubeError):
 
 class ReplayError(KubezeekError):
     """A pcap or replay that cannot be run."""
+
+
+class QueryError(KubezeekError):
+    """An analyst query, report or map that cannot be run (bad spec, unknown column, no input)."""
