@@ -1,0 +1,143 @@
+"""A replay's summary: incidents by severity and rule, top namespaces and workloads, unresolved addresses."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+SEVERITIES = ("high", "medium", "low")  # most severe first
+_RANK = {name: rank for rank, name in enumerate(reversed(SEVERITIES))}  # low 0, medium 1, high 2
+_KIND_SUFFIX = "_k8s.kind"
+
+Counts = tuple[tuple[str, int], ...]
+
+
+def _top(counter: Counter[str], limit: int | None) -> Counts:
+    """Most common first; equal counts by name, so the order never depends on input order."""
+    ordered = sorted(counter.items(), key=lambda item: (-item[1], item[0]))
+    return tuple(ordered if limit is None else ordered[:limit])
+
+
+def address_field(prefix: str) -> str:
+    """The address field a `PREFIX_k8s.*` group describes: orig -> id.orig_h, resp -> id.resp_h, X -> X."""
+    return {"orig": "id.orig_h", "resp": "id.resp_h"}.get(prefix, prefix)
+
+
+def endpoint_prefixes(record: Mapping[str, Any]) -> list[str]:
+    """The enriched endpoint groups of a record (`orig`, `resp`, `src`, ...), in field order."""
+    return [key[: -len(_KIND_SUFFIX)] for key in record if key.endswith(_KIND_SUFFIX)]
+
+
+def severity_at_least(severity: str, threshold: str) -> bool:
+    """Whether `severity` is `threshold` or worse (unknown severities never are)."""
+    return _RANK.get(severity, -1) >= _RANK[threshold]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Summary:
+    """What a replay found. Every count is ordered most common first, then by name."""
+
+    records: Counts  # Zeek log path -> enriched records, by name
+    incidents: int
+    by_severity: Counts  # high, medium, low (only those present)
+    by_rule: Counts
+    top_namespaces: Counts  # namespaces of pod/service endpoints in incidents
+    top_workloads: Counts  # `namespace/Kind/name` of pod endpoints in incidents
+    unresolved: Counts  # addresses enriched as kind `unknown` -> records
+    unresolved_total: int  # distinct unresolved addresses (may exceed the listed ones)
+
+    def incidents_at_least(self, threshold: str) -> int:
+        """How many incidents have severity `threshold` or worse."""
+        return sum(n for sev, n in self.by_severity if severity_at_least(sev, threshold))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "records": dict(self.records),
+            "incidents": self.incidents,
+            "by_severity": dict(self.by_severity),
+            "by_rule": dict(self.by_rule),
+            "top_namespaces": dict(self.top_namespaces),
+            "top_workloads": dict(self.top_workloads),
+            "unresolved": dict(self.unresolved),
+            "unresolved_total": self.unresolved_total,
+        }
+
+    def render(self) -> list[str]:
+        """Human-readable lines, for a terminal."""
+
+        def listing(counts: Counts, unit: str = "") -> str:
+            return ", ".join(f"{name} {n}{unit}" for name, n in counts) or "none"
+
+        total = sum(n for _, n in self.records)
+        sev = f" ({listing(self.by_severity)})" if self.incidents else ""
+        unresolved = listing(self.unresolved, " records")
+        if self.unresolved_total > len(self.unresolved):
+            unresolved += f" (and {self.unresolved_total - len(self.unresolved)} more)"
+        return [
+            f"records:              {total} ({listing(self.records)})",
+            f"incidents:            {self.incidents}{sev}",
+            f"  by rule:            {listing(self.by_rule)}",
+            f"  top namespaces:     {listing(self.top_namespaces)}",
+            f"  top workloads:      {listing(self.top_workloads)}",
+            f"unresolved addresses: {unresolved}",
+        ]
+
+
+class SummaryBuilder:
+    """Accumulates records and incidents one at a time (no lists kept), then builds the Summary."""
+
+    def __init__(self, *, top: int = 5) -> None:
+        self._top = top
+        self._records: Counter[str] = Counter()
+        self._severity: Counter[str] = Counter()
+        self._rules: Counter[str] = Counter()
+        self._namespaces: Counter[str] = Counter()
+        self._workloads: Counter[str] = Counter()
+        self._unresolved: Counter[str] = Counter()
+        self._incidents = 0
+
+    def add_record(self, path: str, record: Mapping[str, Any]) -> None:
+        """One enriched record of Zeek log `path`."""
+        self._records[path] += 1
+        for prefix in endpoint_prefixes(record):
+            if record[f"{prefix}{_KIND_SUFFIX}"] == "unknown":
+                address = record.get(address_field(prefix))
+                if isinstance(address, str):
+                    self._unresolved[address] += 1
+
+    def add_incident(self, record: Mapping[str, Any]) -> None:
+        """One record the filter exported (with `incident.rules` and `incident.severity`)."""
+        self._incidents += 1
+        self._severity[str(record.get("incident.severity", "unknown"))] += 1
+        rules = record.get("incident.rules") or []
+        for rule in [rules] if isinstance(rules, str) else rules:
+            self._rules[str(rule)] += 1
+        namespaces: set[str] = set()
+        workloads: set[str] = set()
+        for prefix in endpoint_prefixes(record):
+            kind = record.get(f"{prefix}{_KIND_SUFFIX}")
+            namespace = record.get(f"{prefix}_k8s.namespace")
+            if kind not in ("pod", "service") or not isinstance(namespace, str):
+                continue
+            namespaces.add(namespace)
+            if kind == "pod":
+                workload = record.get(f"{prefix}_k8s.workload")
+                workloads.add(f"{namespace}/{workload or 'Pod/' + str(record.get(f'{prefix}_k8s.name'))}")
+        self._namespaces.update(namespaces)
+        self._workloads.update(workloads)
+
+    def build(self) -> Summary:
+        severities = tuple((s, self._severity[s]) for s in SEVERITIES if self._severity[s])
+        others = _top(Counter({s: n for s, n in self._severity.items() if s not in SEVERITIES}), None)
+        return Summary(
+            records=tuple(sorted(self._records.items())),
+            incidents=self._incidents,
+            by_severity=severities + others,
+            by_rule=_top(self._rules, None),
+            top_namespaces=_top(self._namespaces, self._top),
+            top_workloads=_top(self._workloads, self._top),
+            unresolved=_top(self._unresolved, self._top),
+            unresolved_total=len(self._unresolved),
+        )
