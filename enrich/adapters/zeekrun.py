@@ -1,4 +1,4 @@
-"""Running Zeek on a capture: `zeek -C -r PCAP zeek_scripts/ [redef...]` in a scratch directory.
+"""Running Zeek on a capture: `zeek -b -C -r PCAP zeek_scripts/ [redef...]` in a scratch directory.
 
 Determinism follows Zeek's own test conventions: a fixed `ZEEK_SEED_FILE` (connection UIDs and
 anything else random come out the same every run), `TZ=UTC`, `LC_ALL=C`. Failures (binary missing
@@ -62,15 +62,18 @@ def run_zeek(
     zeek: Path,
     pcap: Path,
     logdir: Path,
-    scripts: Path | None,
+    scripts: Sequence[Path] = (),
+    bare: bool = True,
     redefs: Sequence[str] = REPLAY_REDEFS,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> ZeekRun:
-    """Run Zeek on `pcap` in working directory `logdir` (created; should be empty); return its logs."""
+    """Run Zeek on `pcap` in working directory `logdir` (created; should be empty); return its logs.
+
+    `scripts` are loaded in order (kubezeek's package is written for bare mode, `-b`).
+    """
     logdir.mkdir(parents=True, exist_ok=True)
-    cmd = [str(zeek), "-C", "-r", str(pcap.resolve())]
-    if scripts is not None:
-        cmd.append(str(scripts.resolve()))
+    cmd = [str(zeek), *(["-b"] if bare else []), "-C", "-r", str(pcap.resolve())]
+    cmd.extend(str(script.resolve()) for script in scripts)
     cmd.extend(redefs)
     with tempfile.TemporaryDirectory(prefix="kubezeek-seed-") as seed_dir:
         seed_file = Path(seed_dir) / "random.seed"
