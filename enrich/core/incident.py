@@ -1,0 +1,276 @@
+"""The incident filter: rules at a level, threshold detections, cross-node dedupe, per-pod rate limits.
+
+`IncidentFilter(ruleset, level).process(record, path)` returns the records to export now, each a copy
+of the input with `incident.rules` (names of the matching rules at or above the level) and
+`incident.severity` (the highest of them). Only record time (`ts`) is used:
+
+- dedupe: a selected record is held for `dedupe_window` seconds of record time (the highest `ts`
+  seen so far must pass `ts + window`); the same connection selected from another sensor (field
+  `_node`) in that time, recognised by Community ID (else the 5-tuple) plus time, is merged into it
+  and the exported record names the sensors in `incident.sensors`. Later copies are dropped and counted.
+- rate limits: per rule and pod, at most `count` records per fixed `per`-second window; the rest are
+  counted and reported by one summary record (`_path: kubezeek_summary`) when the window closes.
+`flush()` releases everything held at end of input.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from enrich.core.detections import Detection
+from enrich.core.rules import Rule, RuleSet, Severity
+
+SUMMARY_PATH = "kubezeek_summary"
+# Fields that tell apart records of one connection in the same log (HTTP requests, DNS queries...).
+DISCRIMINATORS = ("trans_depth", "trans_id", "query", "qtype", "name", "note", "source", "seen_bytes")
+POD_FIELDS = ("orig_k8s.kind", "orig_k8s.namespace", "orig_k8s.name", "orig_k8s.workload", "id.orig_h")
+
+
+@dataclass(slots=True, kw_only=True)
+class FilterStats:
+    """Counters of one filter's life, for logs and metrics."""
+
+    records: int = 0
+    selected: int = 0
+    exported: int = 0
+    duplicates: int = 0
+    rate_limited: int = 0
+    summaries: int = 0
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class _Pending:
+    """A selected record waiting out the dedupe window."""
+
+    ts: float
+    record: dict[str, Any]
+    rules: list[Rule]
+    nodes: set[Any]
+    source: int
+    released: bool = False
+
+
+@dataclass(slots=True, kw_only=True)
+class _Bucket:
+    """One rule's budget for one pod in one rate-limit window."""
+
+    index: int
+    sent: int = 0
+    suppressed: int = 0
+    sample: dict[str, Any] = field(default_factory=dict)
+
+
+def _ts(record: Mapping[str, Any]) -> float | None:
+    value = record.get("ts")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def dedupe_key(record: Mapping[str, Any], path: str) -> tuple | None:
+    """What identifies one connection's record across sensors; None when it cannot be told."""
+    cid = record.get("community_id")
+    if isinstance(cid, str) and cid:
+        base: tuple = (cid,)
+    else:
+        orig, resp = record.get("id.orig_h"), record.get("id.resp_h")
+        if orig is None or resp is None:
+            return None
+        base = (orig, record.get("id.orig_p"), resp, record.get("id.resp_p"), record.get("proto"))
+    return (path, base, tuple(repr(record.get(f)) for f in DISCRIMINATORS))
+
+
+def pod_key(record: Mapping[str, Any]) -> tuple:
+    """The pod a record comes from (namespace, name), else its originator address."""
+    ns, name = record.get("orig_k8s.namespace"), record.get("orig_k8s.name")
+    if ns is not None and name is not None and record.get("orig_k8s.kind") == "pod":
+        return ("pod", ns, name)
+    return ("ip", record.get("id.orig_h"))
+
+
+class RateLimiter:
+    """Per-rule, per-pod budgets in fixed windows of record time, with summary records."""
+
+    __slots__ = ("_buckets", "_closing", "stats")
+
+    def __init__(self, stats: FilterStats) -> None:
+        self._buckets: dict[tuple, _Bucket] = {}
+        self._closing: list[tuple[float, tuple, int]] = []
+        self.stats = stats
+
+    def admit(self, record: dict[str, Any], rules: list[Rule], ts: float) -> tuple[bool, list[dict]]:
+        """Whether to export `record` (some rule still has budget), plus summaries of closed windows."""
+        summaries: list[dict] = []
+        who = pod_key(record)
+        states = []
+        for rule in rules:
+            limit = rule.rate_limit
+            if limit is None:
+                states.append((rule, None))
+                continue
+            index = int(ts // limit.per)
+            key = (rule.name, who)
+            bucket = self._buckets.get(key)
+            if bucket is None or bucket.index != index:
+                if bucket is not None and bucket.suppressed:
+                    summaries.append(self._summary(rule, bucket))
+                bucket = self._buckets[key] = _Bucket(index=index)
+                heapq.heappush(self._closing, ((index + 1) * limit.per, key, index))
+            states.append((rule, bucket))
+        allowed = any(b is None or b.sent < r.rate_limit.count for r, b in states)  # type: ignore[union-attr]
+        for rule, bucket in states:
+            if bucket is None:
+                continue
+            if allowed and bucket.sent < rule.rate_limit.count:  # type: ignore[union-attr]
+                bucket.sent += 1
+            elif not allowed:
+                bucket.suppressed += 1
+                if not bucket.sample:
+                    bucket.sample = {f: record[f] for f in (*POD_FIELDS, "_node") if f in record}
+        if not allowed:
+            self.stats.rate_limited += 1
+        return allowed, summaries
+
+    def close_until(self, watermark: float, rules: Mapping[str, Rule]) -> list[dict]:
+        """Summaries for windows that ended at or before `watermark` (all of them when it is inf)."""
+        out = []
+        while self._closing and self._closing[0][0] <= watermark:
+            _, key, index = heapq.heappop(self._closing)
+            bucket = self._buckets.get(key)
+            if bucket is None or bucket.index != index:
+                continue
+            del self._buckets[key]
+            if bucket.suppressed:
+                out.append(self._summary(rules[key[0]], bucket))
+        return out
+
+    def _summary(self, rule: Rule, bucket: _Bucket) -> dict[str, Any]:
+        per = rule.rate_limit.per  # type: ignore[union-attr]
+        self.stats.summaries += 1
+        return {
+            "ts": bucket.index * per,
+            "_path": SUMMARY_PATH,
+            **bucket.sample,
+            "summary.rule": rule.name,
+            "summary.suppressed": bucket.suppressed,
+            "summary.exported": bucket.sent,
+            "summary.window_start": bucket.index * per,
+            "summary.window_end": (bucket.index + 1) * per,
+            "incident.rules": [rule.name],
+            "incident.severity": rule.severity.label,
+        }
+
+
+class IncidentFilter:
+    """Select incident-relevant records from enriched ones; see the module docstring."""
+
+    def __init__(self, ruleset: RuleSet, level: Severity | str = Severity.MEDIUM) -> None:
+        self.ruleset = ruleset
+        self.level = Severity.parse(level)
+        self.rules = tuple(r for r in ruleset.rules if r.severity >= self.level)
+        self._by_name = {r.name: r for r in self.rules}
+        self._detections = {r.name: Detection(r) for r in self.rules if r.threshold is not None}
+        self._per_path: dict[str, tuple[tuple[Rule, ...], tuple[Detection, ...]]] = {}
+        self.stats = FilterStats()
+        self._limiter = RateLimiter(self.stats)
+        self._window = ruleset.dedupe_window
+        self._pending: dict[tuple, list[_Pending]] = {}
+        self._heap: list[tuple[float, int, bool, tuple | None, _Pending]] = []
+        self._seq = itertools.count()
+        self._watermark = float("-inf")
+
+    def _for_path(self, path: str) -> tuple[tuple[Rule, ...], tuple[Detection, ...]]:
+        found = self._per_path.get(path)
+        if found is None:
+            rules = tuple(r for r in self.rules if r.applies_to(path) and r.threshold is None)
+            dets = tuple(d for n, d in self._detections.items() if self._by_name[n].applies_to(path))
+            found = self._per_path[path] = (rules, dets)
+        return found
+
+    def process(self, record: Mapping[str, Any], path: str) -> list[dict[str, Any]]:
+        """The records to export now (selected ones, released held ones, rate-limit summaries)."""
+        self.stats.records += 1
+        ts = _ts(record)
+        if ts is None:
+            ts = self._watermark if self._watermark > float("-inf") else 0.0
+        elif ts > self._watermark:
+            self._watermark = ts
+        rules, detections = self._for_path(path)
+        matched = [r for r in rules if r.predicate(record)]
+        extra: list[tuple[Mapping[str, Any], str, float, list[Rule]]] = []
+        for det in detections:
+            if not det.rule.predicate(record):
+                continue
+            for item in det.observe(record, ts, bool(matched), payload=(record, path, ts)):
+                if item[0] is record:
+                    matched.append(det.rule)
+                else:
+                    extra.append((*item, [det.rule]))
+        out: list[dict[str, Any]] = []
+        for rec, rec_path, rec_ts, rec_rules in extra:
+            self._select(rec, rec_path, rec_ts, rec_rules, out)
+        if matched:
+            self._select(record, path, ts, matched, out)
+        self._release(self._watermark, out)
+        return out
+
+    def flush(self) -> list[dict[str, Any]]:
+        """Release everything held (end of input); detections below their threshold select nothing."""
+        out: list[dict[str, Any]] = []
+        self._release(float("inf"), out)
+        out.extend(self._limiter.close_until(float("inf"), self._by_name))
+        return out
+
+    def _select(self, record: Mapping[str, Any], path: str, ts: float, rules: list[Rule], out: list) -> None:
+        self.stats.selected += 1
+        node = record.get("_node")
+        key = dedupe_key(record, path)
+        entry = _Pending(ts=ts, record=dict(record), rules=list(rules), nodes={node}, source=id(record))
+        if key is None:
+            self._emit(entry, out)
+            return
+        for other in self._pending.get(key, ()):
+            if abs(other.ts - ts) > self._window:
+                continue
+            if other.source == id(record) or node not in other.nodes:
+                if other.source != id(record):
+                    self.stats.duplicates += 1
+                if other.released:
+                    return
+                other.nodes.add(node)
+                other.rules.extend(r for r in rules if r not in other.rules)
+                return
+        self._pending.setdefault(key, []).append(entry)
+        heapq.heappush(self._heap, (ts + self._window, next(self._seq), False, key, entry))
+
+    def _release(self, watermark: float, out: list[dict[str, Any]]) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= watermark:
+            _, _, expiring, key, entry = heapq.heappop(heap)
+            if expiring:
+                entries = self._pending.get(key, [])
+                self._pending[key] = entries = [e for e in entries if e is not entry]
+                if not entries:
+                    self._pending.pop(key, None)
+                continue
+            entry.released = True
+            self._emit(entry, out)
+            expire_at = entry.ts + 3 * self._window if watermark != float("inf") else watermark
+            heapq.heappush(heap, (expire_at, next(self._seq), True, key, entry))
+        out.extend(self._limiter.close_until(watermark, self._by_name))
+
+    def _emit(self, entry: _Pending, out: list[dict[str, Any]]) -> None:
+        record = entry.record
+        ranked = sorted(entry.rules, key=lambda r: (-r.severity, r.name))
+        record["incident.rules"] = [r.name for r in ranked]
+        record["incident.severity"] = ranked[0].severity.label
+        nodes = sorted(n for n in entry.nodes if n is not None)
+        if nodes:
+            record["incident.sensors"] = nodes
+        allowed, summaries = self._limiter.admit(record, ranked, entry.ts)
+        out.extend(summaries)
+        if allowed:
+            self.stats.exported += 1
+            out.append(record)
