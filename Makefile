@@ -38,8 +38,8 @@ demo: $(STAMP)
 	$(BIN)/kubezeek demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check enrich sensor tests bench pcaps
-	$(BIN)/ruff format --check enrich sensor tests bench
+	$(BIN)/ruff check $(wildcard enrich sensor tests bench pcaps)
+	$(BIN)/ruff format --check $(wildcard enrich sensor tests bench)
 
 layers: $(STAMP)
 	$(BIN)/lint-imports
