@@ -219,8 +219,9 @@ def test_summary_lists_unresolved_addresses_from_every_record() -> None:
     assert summary.unresolved_total == 2
     assert summary.incidents == 0
     text = "\n".join(summary.render())
-    assert "10.244.9.9 2 records (and 1 more)" in text
-    assert "incidents:            0" in text
+    assert "unresolved addresses (in the cluster's ranges, owner unknown): 2" in text
+    assert "10.244.9.9      2 records" in text and "... and 1 more" in text
+    assert "incidents:  0" in text
 
 
 def test_summary_does_not_depend_on_record_order() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 SEVERITIES = ("high", "medium", "low")  # most severe first
 _RANK = {name: rank for rank, name in enumerate(reversed(SEVERITIES))}  # low 0, medium 1, high 2
 _KIND_SUFFIX = "_k8s.kind"
+_CLUSTER_KINDS = frozenset({"pod", "service", "node"})
 
 Counts = tuple[tuple[str, int], ...]
 
@@ -47,6 +48,8 @@ class Summary:
     top_workloads: Counts  # `namespace/Kind/name` of pod endpoints in incidents
     unresolved: Counts  # addresses enriched as kind `unknown` -> records
     unresolved_total: int  # distinct unresolved addresses (may exceed the listed ones)
+    endpoints: int = 0  # enriched endpoint groups seen, over all records
+    endpoints_in_cluster: int = 0  # of those, resolved to a pod, service or node
 
     def incidents_at_least(self, threshold: str) -> int:
         """How many incidents have severity `threshold` or worse."""
@@ -62,27 +65,36 @@ class Summary:
             "top_workloads": dict(self.top_workloads),
             "unresolved": dict(self.unresolved),
             "unresolved_total": self.unresolved_total,
+            "endpoints": self.endpoints,
+            "endpoints_in_cluster": self.endpoints_in_cluster,
         }
 
     def render(self) -> list[str]:
-        """Human-readable lines, for a terminal."""
+        """Human-readable lines, for a terminal: one count per line under each heading."""
 
-        def listing(counts: Counts, unit: str = "") -> str:
-            return ", ".join(f"{name} {n}{unit}" for name, n in counts) or "none"
+        def table(counts: Counts, unit: str = "") -> list[str]:
+            width = max((len(name) for name, _ in counts), default=0)
+            return [f"    {name:<{width}}  {n:>5}{unit}" for name, n in counts]
 
         total = sum(n for _, n in self.records)
-        sev = f" ({listing(self.by_severity)})" if self.incidents else ""
-        unresolved = listing(self.unresolved, " records")
-        if self.unresolved_total > len(self.unresolved):
-            unresolved += f" (and {self.unresolved_total - len(self.unresolved)} more)"
-        return [
-            f"records:              {total} ({listing(self.records)})",
-            f"incidents:            {self.incidents}{sev}",
-            f"  by rule:            {listing(self.by_rule)}",
-            f"  top namespaces:     {listing(self.top_namespaces)}",
-            f"  top workloads:      {listing(self.top_workloads)}",
-            f"unresolved addresses: {unresolved}",
+        logs = ", ".join(f"{name} {n}" for name, n in self.records)
+        severities = ", ".join(f"{name} {n}" for name, n in self.by_severity)
+        lines = [
+            f"records:    {total}" + (f" ({logs})" if logs else ""),
+            f"endpoints:  {self.endpoints_in_cluster} of {self.endpoints} resolved to a pod, service or node",
+            f"incidents:  {self.incidents}" + (f" ({severities})" if severities else ""),
         ]
+        if self.incidents:
+            lines += ["  by rule:", *table(self.by_rule)]
+            lines += ["  top namespaces:", *table(self.top_namespaces)]
+            lines += ["  top workloads:", *table(self.top_workloads)]
+        lines.append(
+            f"unresolved addresses (in the cluster's ranges, owner unknown): {self.unresolved_total}"
+        )
+        lines += table(self.unresolved, " records")
+        if self.unresolved_total > len(self.unresolved):
+            lines.append(f"    ... and {self.unresolved_total - len(self.unresolved)} more")
+        return lines
 
 
 class SummaryBuilder:
@@ -97,12 +109,17 @@ class SummaryBuilder:
         self._workloads: Counter[str] = Counter()
         self._unresolved: Counter[str] = Counter()
         self._incidents = 0
+        self._endpoints = 0
+        self._in_cluster = 0
 
     def add_record(self, path: str, record: Mapping[str, Any]) -> None:
         """One enriched record of Zeek log `path`."""
         self._records[path] += 1
         for prefix in endpoint_prefixes(record):
-            if record[f"{prefix}{_KIND_SUFFIX}"] == "unknown":
+            kind = record[f"{prefix}{_KIND_SUFFIX}"]
+            self._endpoints += 1
+            self._in_cluster += kind in _CLUSTER_KINDS
+            if kind == "unknown":
                 address = record.get(address_field(prefix))
                 if isinstance(address, str):
                     self._unresolved[address] += 1
@@ -140,4 +157,6 @@ class SummaryBuilder:
             top_workloads=_top(self._workloads, self._top),
             unresolved=_top(self._unresolved, self._top),
             unresolved_total=len(self._unresolved),
+            endpoints=self._endpoints,
+            endpoints_in_cluster=self._in_cluster,
         )
