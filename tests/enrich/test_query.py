@@ -1,0 +1,302 @@
+"""`kubezeek query` answers a responder's questions on the enriched bundled scenarios."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import shutil
+from pathlib import Path
+
+import orjson
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from enrich.adapters.frames import LogFrames, log_name, read_log
+from enrich.adapters.inventory_file import load_inventory_files
+from enrich.adapters.query import csv_text, run_query, write_result
+from enrich.adapters.rules_file import load_rules
+from enrich.cli import main
+from enrich.core.enrichment import Enricher
+from enrich.core.incident import IncidentFilter
+from enrich.core.inventory import Inventory
+from enrich.core.querylang import Query, parse_comparison, parse_endpoint, parse_time_range
+from enrich.pipeline import enrich_directory
+from tests.conftest import SCENARIOS, scenario_paths
+
+WORKER_POD = "worker-7f9d6c5b4-zx81m"
+WORKER_IP = "10.244.1.44"
+
+
+def build_enriched(name: str, root: Path) -> Path:
+    """A bundled scenario through the real pipeline: ROOT/NAME/enriched/*.log, ROOT/NAME/incidents/."""
+    paths = scenario_paths(name)
+    inventory = Inventory()
+    inventory.apply_all(load_inventory_files([paths["watch"]]))
+    out = root / name
+    enrich_directory(paths["json_logs"], out / "enriched", Enricher(inventory))
+    incident_filter = IncidentFilter(load_rules(), "low")
+    selected: list[dict] = []
+    for path in sorted((out / "enriched").glob("*.log")):
+        for line in path.read_bytes().splitlines():
+            selected += incident_filter.process(orjson.loads(line), log_name(path))
+    selected += incident_filter.flush()
+    (out / "incidents").mkdir()
+    (out / "incidents" / "incidents.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in selected))
+    return out
+
+
+@pytest.fixture(scope="module")
+def enriched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("enriched")
+    return {name: build_enriched(name, root) for name in SCENARIOS}
+
+
+def raw_records(name: str, log: str) -> list[dict]:
+    path = scenario_paths(name)["json_logs"] / f"{log}.log"
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def query(logs: Path, **kwargs: object) -> pd.DataFrame:
+    return run_query([logs], Query(**kwargs)).frame  # type: ignore[arg-type]
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["query", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_everything_the_worker_sent_outside_is_the_revshell_and_the_upload(enriched: dict[str, Path]) -> None:
+    frame = query(
+        enriched["compromised"] / "enriched",
+        sources=(parse_endpoint("batch/Deployment/worker"),),
+        destinations=(parse_endpoint("external"),),
+        columns=("id.resp_h", "id.resp_p", "orig_bytes"),
+    )
+    truth = {
+        (f["resp"], f["resp_p"])
+        for f in _truth_flows("compromised")
+        if f["tag"] in ("worker->revshell", "worker->upload")
+    }
+    assert (
+        set(zip(frame["id.resp_h"], frame["id.resp_p"]))
+        == truth
+        == {("192.0.2.66", 4444), ("203.0.113.200", 443)}
+    )
+    assert frame.set_index("id.resp_h").loc["203.0.113.200", "orig_bytes"] > 1_000_000
+
+
+def _truth_flows(name: str) -> list[dict]:
+    return orjson.loads(scenario_paths(name)["truth"].read_bytes())["flows"]
+
+
+def test_pods_that_talked_to_namespace_payments(enriched: dict[str, Path]) -> None:
+    code, out, _ = cli(
+        str(enriched["compromised"] / "enriched"), "--to", "payments", "--columns", "orig,resp,id.resp_h"
+    )
+    assert code == 0
+    rows = [orjson.loads(line) for line in out.splitlines()]
+    assert {r["orig"] for r in rows} == {f"batch/{WORKER_POD}"}
+    raw = [r for r in raw_records("compromised", "conn") if r["id.resp_h"] == "10.244.2.50"]
+    assert len(rows) == len(raw) > 0
+    assert {r["resp"] for r in rows} == {"payments/pg-0"}
+    # shop's payments provider is outside the cluster, not the namespace
+    assert query(enriched["shop"] / "enriched", destinations=(parse_endpoint("payments"),)).empty
+
+
+def test_nxdomain_names_of_a_pod(enriched: dict[str, Path]) -> None:
+    frame = query(
+        enriched["compromised"] / "enriched",
+        log="dns",
+        pods=(WORKER_POD,),
+        where=(parse_comparison("rcode_name=NXDOMAIN"),),
+        columns=("query",),
+    )
+    expected = {
+        r["query"]
+        for r in raw_records("compromised", "dns")
+        if r["id.orig_h"] == WORKER_IP and r.get("rcode_name") == "NXDOMAIN"
+    }
+    assert len(expected) >= 10
+    assert set(frame["query"]) == expected
+
+
+def test_label_namespace_and_node_filters_match_either_side(enriched: dict[str, Path]) -> None:
+    logs = enriched["shop"] / "enriched"
+    web = query(logs, labels=(_label("app=web"),), columns=("orig_k8s.labels", "resp_k8s.labels"))
+    assert len(web) > 0
+    assert all(
+        _has(o, "app", "web") or _has(r, "app", "web")
+        for o, r in zip(web["orig_k8s.labels"], web["resp_k8s.labels"])
+    )
+    shop = query(logs, namespaces=("shop",), columns=("uid",))
+    assert len(shop) == len(raw_records("shop", "conn"))  # every conn has a shop pod on one side
+    kube_system = query(logs, namespaces=("kube-system",), columns=("id.resp_h",))
+    assert set(kube_system["id.resp_h"]) == {"10.96.0.10"}
+    on_node = query(
+        enriched["compromised"] / "enriched", nodes=("node-a",), columns=("orig_k8s.node", "resp_k8s.node")
+    )
+    assert len(on_node) == len(raw_records("compromised", "conn"))
+
+
+def _label(text: str):
+    from enrich.core.querylang import parse_label
+
+    return parse_label(text)
+
+
+def _has(labels: object, key: str, value: str) -> bool:
+    return isinstance(labels, dict) and labels.get(key) == value
+
+
+def test_external_time_range_and_numeric_where(enriched: dict[str, Path]) -> None:
+    logs = enriched["compromised"] / "enriched"
+    external = query(logs, external=True, columns=("id.resp_h",))
+    assert set(external["id.resp_h"]) == {"192.0.2.66", "203.0.113.200"}
+    raw = raw_records("compromised", "conn")
+    cut = sorted(r["ts"] for r in raw)[len(raw) // 2]
+    window = parse_time_range("1763635800", str(cut), now=0.0)
+    timed = query(logs, time=window, columns=("ts",))
+    assert len(timed) == sum(1763635800 <= r["ts"] < cut for r in raw)
+    big = query(
+        logs,
+        where=(parse_comparison("resp_bytes > 100"), parse_comparison("orig_bytes>=1000000")),
+        columns=("id.resp_h",),
+    )
+    assert list(big["id.resp_h"]) == ["203.0.113.200"]
+
+
+def test_sort_descending_and_limit(enriched: dict[str, Path]) -> None:
+    frame = query(
+        enriched["shop"] / "enriched",
+        sort=("resp_bytes",),
+        descending=True,
+        limit=3,
+        columns=("uid", "resp_bytes"),
+    )
+    expected = sorted((r.get("resp_bytes", -1) for r in raw_records("shop", "conn")), reverse=True)[:3]
+    assert list(frame["resp_bytes"]) == expected
+
+
+def test_only_needed_columns_are_loaded(enriched: dict[str, Path]) -> None:
+    frames = LogFrames([enriched["compromised"] / "enriched" / "conn.log"], fields={"ts", "orig_bytes"})
+    chunks = list(frames)
+    assert all(set(c.columns) <= {"ts", "orig_bytes"} for c in chunks)
+    assert frames.records == len(raw_records("compromised", "conn"))
+    assert "orig_k8s.workload" in frames.seen_fields
+
+
+def test_tsv_and_json_logs_give_the_same_answers() -> None:
+    paths = scenario_paths("shop")
+    q = dict(
+        where=(parse_comparison("id.resp_p=8080"),), columns=("uid", "id.orig_h", "orig_bytes", "duration")
+    )
+    from_json = query(paths["json_logs"], **q)
+    from_tsv = query(paths["tsv_logs"], **q)
+    assert len(from_json) == 3
+    pd.testing.assert_frame_equal(from_json, from_tsv, check_dtype=False)
+    tsv = read_log([paths["tsv_logs"] / "conn.log"])
+    assert "tunnel_parents" not in tsv.columns  # `-` (unset) is absent, as in JSON
+    assert tsv["local_orig"].dtype == bool and tsv["orig_bytes"].dtype.kind in "if"
+
+
+def test_rotated_gzip_files_are_read(enriched: dict[str, Path], tmp_path: Path) -> None:
+    source = enriched["compromised"] / "enriched" / "conn.log"
+    with gzip.open(tmp_path / "conn.2025-11-20-10-00-00.log.gz", "wb") as out:
+        out.write(source.read_bytes())
+    shutil.copy(source, tmp_path / "conn.log")
+    frame = query(tmp_path, columns=("uid",))
+    assert len(frame) == 2 * len(raw_records("compromised", "conn"))
+
+
+def test_jsonl_output_keeps_records_as_zeek_writes_them(enriched: dict[str, Path]) -> None:
+    code, out, _ = cli(
+        str(enriched["compromised"] / "enriched"),
+        "--to",
+        "external",
+        "--columns",
+        "uid,service,orig_bytes,orig_k8s.labels",
+    )
+    assert code == 0
+    rows = {r["uid"]: r for r in map(orjson.loads, out.splitlines())}
+    revshell = next(r for r in raw_records("compromised", "conn") if r["id.resp_p"] == 4444)
+    assert rows[revshell["uid"]] == {
+        "uid": revshell["uid"],
+        "orig_bytes": revshell["orig_bytes"],
+        "orig_k8s.labels": {"app": "worker"},
+    }
+
+
+def test_table_is_aligned_and_times_are_iso(enriched: dict[str, Path]) -> None:
+    code, out, _ = cli(str(enriched["compromised"] / "enriched"), "--to", "external", "--format", "table")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["ts", "orig", "resp"]
+    assert "2025-11-20T10:50:00.000Z" in lines[1] and "192.0.2.66 (external)" in lines[1]
+    assert len({line.index("orig") if i == 0 else line.index("batch/") for i, line in enumerate(lines)}) == 1
+
+
+def test_csv_neutralises_formulas_and_escapes_cells() -> None:
+    frame = pd.DataFrame(
+        {
+            "uri": ['=HYPERLINK("http://x")', "+1", "@SUM(A1)", "-2+3", 'a,b"c\nd', "/ok"],
+            "n": [1, 2, 3, 4, 5, 6],
+        }
+    )
+    rows = list(__import__("csv").reader(io.StringIO(csv_text(frame))))
+    assert [r[0] for r in rows[1:]] == [
+        '\'=HYPERLINK("http://x")',
+        "'+1",
+        "'@SUM(A1)",
+        "'-2+3",
+        'a,b"c\nd',
+        "/ok",
+    ]
+    assert [r[1] for r in rows[1:]] == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_parquet_output_reads_back(enriched: dict[str, Path], tmp_path: Path) -> None:
+    target = tmp_path / "out.parquet"
+    code, _, err = cli(
+        str(enriched["shop"] / "enriched"),
+        "--columns",
+        "uid,orig,orig_k8s.labels,resp_bytes",
+        "-o",
+        str(target),
+    )
+    assert code == 0, err
+    frame = pd.read_parquet(target)
+    assert len(frame) == len(raw_records("shop", "conn"))
+    labels = [orjson.loads(v) for v in frame["orig_k8s.labels"].dropna()]
+    assert {d["app"] for d in labels} == {"web", "cart"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--columns", "ts,respbytes"], "unknown column 'respbytes' in conn logs; did you mean resp_bytes"),
+        (["--where", "nosuchfield=1"], "unknown column 'nosuchfield'"),
+        (["--since", "yesterday"], "bad time 'yesterday'"),
+        (["--where", "resp_bytes"], "bad comparison"),
+        (["--log", "smtp"], "no smtp logs in"),
+    ],
+)
+def test_clear_errors(enriched: dict[str, Path], args: list[str], message: str) -> None:
+    code, out, err = cli(str(enriched["shop"] / "enriched"), *args)
+    assert code == 1
+    assert message in err and err.startswith("QueryError: ")
+    assert out == ""
+
+
+def test_empty_input_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "conn.log").write_bytes(b"")
+    code, _, err = cli(str(tmp_path))
+    assert code == 1 and "the input is empty" in err
+
+
+def test_no_match_is_not_an_error(enriched: dict[str, Path]) -> None:
+    code, out, err = cli(str(enriched["shop"] / "enriched"), "--namespace", "nowhere")
+    assert code == 0 and out == "" and "no matching records" in err
+    buffer = io.BytesIO()
+    write_result(query(enriched["shop"] / "enriched", namespaces=("nowhere",)), "table", buffer)
+    assert buffer.getvalue() == b"(no matching records)\n"
