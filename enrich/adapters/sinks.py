@@ -1,0 +1,352 @@
+"""Where selected records go: `open_sink(spec)` for stdout, rotated files, HTTP(S) and syslog peers.
+
+    stdout                          JSON lines on standard output
+    file:PATH[?max_bytes=N&backups=K]   JSON lines, rotated by size (PATH.1 ... PATH.K)
+    http(s)://HOST[:PORT]/PATH?format=jsonl|splunk-hec|elasticsearch&token_file=F|token_env=V&ca=F...
+    syslog+tcp://HOST:PORT  syslog+tls://HOST:PORT?ca=F   RFC 5424, octet-counted framing
+
+Network sinks batch records, queue them (a disk spool per sink when `spool_dir` is given, else a
+bounded memory queue), deliver in order, and retry with exponential backoff while the peer is down.
+Option details and guarantees: docs/filter.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+
+from enrich.adapters.spool import MemoryQueue, Spool
+from enrich.errors import SinkError
+
+log = logging.getLogger(__name__)
+
+
+class TransientSinkError(SinkError):
+    """The peer is unreachable or busy: keep the records and retry later."""
+
+
+class RejectedBatch(SinkError):
+    """The peer refused these records for good (malformed for it); `count` of them are dropped."""
+
+    def __init__(self, message: str, count: int) -> None:
+        super().__init__(message)
+        self.count = count
+
+
+class Transport(Protocol):
+    """Delivers one batch of JSON lines to a peer, or raises TransientSinkError / RejectedBatch."""
+
+    def deliver(self, lines: list[bytes]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Sink(Protocol):
+    """What the filter CLI and the pipeline write to."""
+
+    name: str
+
+    def send(self, records: list[dict[str, Any]]) -> None: ...
+
+    def flush(self, timeout: float = 30.0) -> int: ...
+
+    def close(self, timeout: float = 30.0) -> int: ...
+
+    def stats(self) -> dict[str, int]: ...
+
+
+def encode(record: dict[str, Any]) -> bytes:
+    """One record as a JSON line (orjson escapes every control character; non-JSON values as strings)."""
+    return orjson.dumps(record, default=str)
+
+
+class StreamSink:
+    """JSON lines to a binary stream (stdout)."""
+
+    def __init__(self, stream: BinaryIO | None = None, name: str = "stdout") -> None:
+        self.name = name
+        self._stream = stream if stream is not None else sys.stdout.buffer
+        self._written = 0
+
+    def send(self, records: list[dict[str, Any]]) -> None:
+        try:
+            self._stream.write(b"".join(encode(r) + b"\n" for r in records))
+        except (BrokenPipeError, OSError) as exc:
+            raise SinkError(f"{self.name}: cannot write: {exc}") from exc
+        self._written += len(records)
+
+    def flush(self, timeout: float = 30.0) -> int:
+        try:
+            self._stream.flush()
+        except (BrokenPipeError, OSError) as exc:
+            raise SinkError(f"{self.name}: cannot write: {exc}") from exc
+        return 0
+
+    def close(self, timeout: float = 30.0) -> int:
+        return self.flush(timeout)
+
+    def stats(self) -> dict[str, int]:
+        return {"delivered": self._written, "queued": 0, "dropped": 0}
+
+
+class FileSink:
+    """JSON lines appended to PATH, rotated to PATH.1..PATH.K when it would pass `max_bytes`."""
+
+    def __init__(self, path: str | Path, max_bytes: int = 100 * 1024 * 1024, backups: int = 5) -> None:
+        self.path = Path(path)
+        self.name = f"file:{self.path}"
+        self._max, self._backups = max_bytes, backups
+        self._handle: BinaryIO | None = None
+        self._written = 0
+
+    def _open(self) -> BinaryIO:
+        if self._handle is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._handle = self.path.open("ab")
+            except OSError as exc:
+                raise SinkError(f"{self.name}: cannot open: {exc}") from exc
+        return self._handle
+
+    def _rotate(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        for index in range(self._backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{index}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
+        if self._backups > 0:
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink()
+
+    def send(self, records: list[dict[str, Any]]) -> None:
+        payload = b"".join(encode(r) + b"\n" for r in records)
+        try:
+            handle = self._open()
+            if handle.tell() and handle.tell() + len(payload) > self._max:
+                self._rotate()
+                handle = self._open()
+            handle.write(payload)
+        except OSError as exc:
+            raise SinkError(f"{self.name}: cannot write: {exc}") from exc
+        self._written += len(records)
+
+    def flush(self, timeout: float = 30.0) -> int:
+        if self._handle is not None:
+            try:
+                self._handle.flush()
+            except OSError as exc:
+                raise SinkError(f"{self.name}: cannot write: {exc}") from exc
+        return 0
+
+    def close(self, timeout: float = 30.0) -> int:
+        self.flush(timeout)
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        return 0
+
+    def stats(self) -> dict[str, int]:
+        return {"delivered": self._written, "queued": 0, "dropped": 0}
+
+
+class DeliverySink:
+    """Queue → batches → transport, in order, with exponential backoff while the peer is down."""
+
+    def __init__(
+        self,
+        name: str,
+        transport: Transport,
+        queue: Spool | MemoryQueue,
+        batch_size: int = 500,
+        backoff: tuple[float, float] = (0.5, 60.0),
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.name = name
+        self._transport, self._queue = transport, queue
+        self._batch = max(1, batch_size)
+        self._backoff_base, self._backoff_max = backoff
+        self._clock, self._sleep = clock, sleep
+        self._failures = 0
+        self._next_attempt = float("-inf")
+        self.delivered = 0
+        self.rejected = 0
+
+    def send(self, records: list[dict[str, Any]]) -> None:
+        """Queue the records (on disk first when spooling), then deliver what the backoff allows."""
+        if records:
+            self._queue.append([encode(r) for r in records])
+        self._drain(until=None)
+
+    def flush(self, timeout: float = 30.0) -> int:
+        """Keep retrying (with backoff) for up to `timeout` seconds; the number still queued."""
+        self._drain(until=self._clock() + timeout)
+        return self._queue.pending()
+
+    def close(self, timeout: float = 30.0) -> int:
+        """Flush, release the peer; the number of records left undelivered (kept when spooled)."""
+        remaining = self.flush(timeout)
+        self._transport.close()
+        self._queue.close()
+        if remaining:
+            where = f"kept in spool {self._queue.directory}" if isinstance(self._queue, Spool) else "lost"
+            log.error("%s: %d records undelivered at close (%s)", self.name, remaining, where)
+        return remaining
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "delivered": self.delivered,
+            "queued": self._queue.pending(),
+            "dropped": self._queue.dropped + self.rejected,
+        }
+
+    def _drain(self, until: float | None) -> None:
+        while self._queue.pending():
+            now = self._clock()
+            if now < self._next_attempt:
+                if until is None or self._next_attempt > until:
+                    return
+                self._sleep(self._next_attempt - now)
+            lines, position = self._queue.peek(self._batch)
+            if not lines:
+                return
+            try:
+                self._transport.deliver(lines)
+            except RejectedBatch as exc:
+                self.rejected += exc.count
+                log.error("%s: peer rejected %d records for good: %s", self.name, exc.count, exc)
+            except TransientSinkError as exc:
+                self._failures += 1
+                delay = min(self._backoff_max, self._backoff_base * 2 ** (self._failures - 1))
+                self._next_attempt = self._clock() + delay
+                log.warning(
+                    "%s: delivery failed (%s); %d records queued, retry in %.1fs",
+                    self.name,
+                    exc,
+                    self._queue.pending(),
+                    delay,
+                )
+                continue
+            self._queue.commit(position, len(lines))
+            self.delivered += len(lines)
+            if self._failures:
+                log.info("%s: delivering again after %d failed attempts", self.name, self._failures)
+            self._failures = 0
+            self._next_attempt = float("-inf")
+
+
+def _slug(spec: str) -> str:
+    parts = urlsplit(spec)
+    readable = re.sub(r"[^A-Za-z0-9.-]+", "_", f"{parts.scheme}_{parts.hostname}_{parts.port}{parts.path}")
+    return f"{readable.strip('_')[:80]}-{hashlib.sha256(spec.encode()).hexdigest()[:10]}"
+
+
+def split_options(spec: str, known: set[str]) -> tuple[str, dict[str, str], list[tuple[str, str]]]:
+    """(spec without query, our options, the query parameters that are not ours, in order)."""
+    base, _, query = spec.partition("?")
+    ours: dict[str, str] = {}
+    theirs: list[tuple[str, str]] = []
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key in known:
+            ours[key] = value
+        else:
+            theirs.append((key, value))
+    return base, ours, theirs
+
+
+def int_option(options: dict[str, str], key: str, default: int, spec: str) -> int:
+    try:
+        value = int(options.get(key, default))
+    except ValueError:
+        raise SinkError(f"{spec}: option {key} must be a whole number, got {options[key]!r}") from None
+    if value < 0:
+        raise SinkError(f"{spec}: option {key} must not be negative")
+    return value
+
+
+DELIVERY_OPTIONS = {"batch", "spool_max_bytes", "backoff_max"}
+TLS_OPTIONS = {"ca", "tls_verify"}
+
+
+def tls_context(options: dict[str, str], spec: str) -> ssl.SSLContext:
+    """Verification on by default (system CAs, or `ca=FILE`); `tls_verify=false` is logged loudly."""
+    ca = options.get("ca")
+    try:
+        context = ssl.create_default_context(cafile=ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise SinkError(f"{redact(spec)}: cannot load CA file {ca}: {exc}") from exc
+    if options.get("tls_verify", "true").lower() in ("false", "0", "no"):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        log.warning("%s: TLS certificate verification is OFF (tls_verify=false)", redact(spec))
+    return context
+
+
+def redact(spec: str) -> str:
+    """The spec without its query and user-info, for logs and errors."""
+    base = spec.partition("?")[0]
+    return re.sub(r"//[^/@]*@", "//***@", base)
+
+
+def open_sink(
+    spec: str,
+    *,
+    spool_dir: str | Path | None = None,
+    stream: BinaryIO | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Sink:
+    """A sink from its CLI spec; SinkError naming the spec when it cannot be set up."""
+    if spec == "stdout":
+        return StreamSink(stream)
+    if spec.startswith("file:"):
+        path, options, extra = split_options(spec[len("file:") :], {"max_bytes", "backups"})
+        if extra or not path:
+            raise SinkError(f"{spec}: expected file:PATH[?max_bytes=N&backups=K]")
+        return FileSink(
+            path,
+            max_bytes=int_option(options, "max_bytes", 100 * 1024 * 1024, spec),
+            backups=int_option(options, "backups", 5, spec),
+        )
+    scheme = spec.split("://", 1)[0] if "://" in spec else ""
+    if scheme in ("http", "https"):
+        from enrich.adapters.sink_http import KNOWN_OPTIONS, http_transport
+
+        transport, name, options = http_transport(spec, KNOWN_OPTIONS | DELIVERY_OPTIONS)
+    elif scheme in ("syslog+tcp", "syslog+tls"):
+        from enrich.adapters.sink_syslog import KNOWN_OPTIONS, syslog_transport
+
+        transport, name, options = syslog_transport(spec, KNOWN_OPTIONS | DELIVERY_OPTIONS)
+    else:
+        raise SinkError(
+            f"{spec}: unknown sink; use stdout, file:PATH, http(s)://..., syslog+tcp://, syslog+tls://"
+        )
+    queue: Spool | MemoryQueue
+    if spool_dir is not None:
+        max_bytes = int_option(options, "spool_max_bytes", 256 * 1024 * 1024, spec)
+        queue = Spool(Path(spool_dir) / _slug(spec), max_bytes=max_bytes, name=name)
+    else:
+        queue = MemoryQueue(name=name)
+    return DeliverySink(
+        name,
+        transport,
+        queue,
+        batch_size=int_option(options, "batch", 500, spec) or 1,
+        backoff=(0.5, float(int_option(options, "backoff_max", 60, spec) or 1)),
+        clock=clock,
+        sleep=sleep,
+    )

@@ -1,0 +1,161 @@
+"""Sinks against real peers: files with rotation, a local HTTP(S) server that goes down and comes back."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import orjson
+import pytest
+
+from enrich.adapters.sinks import open_sink
+from enrich.errors import SinkError
+from tests.enrich.httppeer import HttpPeer, free_port, make_cert
+
+
+def recs(start: int, stop: int) -> list[dict]:
+    return [
+        {"ts": 1763635800.0 + i, "uid": f"C{i}", "n": i, "incident.severity": "high"}
+        for i in range(start, stop)
+    ]
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_cert(tmp_path_factory.mktemp("tls"))
+
+
+def test_stdout_sink_writes_json_lines() -> None:
+    stream = io.BytesIO()
+    sink = open_sink("stdout", stream=stream)
+    sink.send(recs(0, 2))
+    sink.close()
+    assert [orjson.loads(x)["n"] for x in stream.getvalue().splitlines()] == [0, 1]
+
+
+def test_file_sink_rotates_and_keeps_every_record(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "incidents.jsonl"
+    sink = open_sink(f"file:{path}?max_bytes=400&backups=10")
+    for i in range(20):
+        sink.send(recs(i, i + 1))
+    sink.close()
+    files = sorted(
+        tmp_path.joinpath("out").iterdir(), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0
+    )
+    assert len(files) > 2 and all(f.stat().st_size <= 400 for f in files)
+    got = [orjson.loads(line)["n"] for f in files for line in f.read_bytes().splitlines()]
+    assert got == list(range(20))
+
+
+def test_http_sink_delivers_exactly_once_in_order_across_an_outage(tmp_path: Path) -> None:
+    port = free_port()
+    received: list[dict] = []
+    sink = open_sink(f"http://127.0.0.1:{port}/ingest?batch=4", spool_dir=tmp_path / "spool")
+    with HttpPeer(port) as peer:
+        sink.send(recs(0, 10))
+    received += peer.records
+    assert [r["n"] for r in received] == list(range(10))
+    sink.send(recs(10, 20))  # peer down: kept in the spool
+    assert sink.stats()["queued"] == 10
+    with HttpPeer(port) as peer:
+        sink.send(recs(20, 30))  # still backing off: queued behind the older ones
+        assert sink.flush(timeout=20) == 0
+    received += peer.records
+    assert [r["n"] for r in received] == list(range(30))
+    assert sink.stats() == {"delivered": 30, "queued": 0, "dropped": 0}
+    assert sink.close(timeout=1) == 0
+
+
+def test_http_sink_without_spool_reports_undelivered_records() -> None:
+    sink = open_sink(f"http://127.0.0.1:{free_port()}/x")
+    sink.send(recs(0, 3))
+    assert sink.close(timeout=0) == 3
+
+
+def test_https_verifies_the_peer_by_default_and_accepts_a_custom_ca(cert: Path) -> None:
+    port = free_port()
+    with HttpPeer(port, certfile=cert / "peer.pem") as peer:
+        untrusted = open_sink(f"https://127.0.0.1:{port}/in")
+        untrusted.send(recs(0, 1))
+        assert untrusted.close(timeout=0) == 1 and peer.records == []
+        trusted = open_sink(f"https://127.0.0.1:{port}/in?ca={cert / 'crt.pem'}")
+        trusted.send(recs(0, 2))
+        assert trusted.close(timeout=5) == 0
+    assert [r["n"] for r in peer.records] == [0, 1]
+
+
+def test_splunk_hec_events_and_token_from_file_never_logged(tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    token = tmp_path / "hec-token"
+    token.write_text("s3cret-token-value\n")
+    port = free_port()
+    spec = f"http://127.0.0.1:{port}?format=splunk-hec&token_file={token}&index=k8s"
+    with HttpPeer(port, status=401) as peer:
+        sink = open_sink(spec)
+        sink.send([*recs(0, 1), {**recs(1, 2)[0], "_node": "node-a"}])
+        assert sink.stats()["queued"] == 2  # 401 keeps the records for when the token is fixed
+        peer.status = 200
+        assert sink.close(timeout=5) == 0
+    request = peer.requests[-1]
+    assert request["path"] == "/services/collector/event"
+    assert request["headers"]["Authorization"] == "Splunk s3cret-token-value"
+    events = [orjson.loads(line) for line in request["body"].splitlines()]
+    assert [e["event"]["n"] for e in events] == [0, 1]
+    assert events[0]["time"] == 1763635800.0 and events[0]["index"] == "k8s"
+    assert events[1]["host"] == "node-a"
+    assert "authentication refused" in caplog.text
+    assert "s3cret" not in caplog.text
+
+
+def test_elasticsearch_bulk_is_idempotent_on_retry(monkeypatch) -> None:
+    monkeypatch.setenv("ES_KEY", "abc123")
+    replies = [
+        {"errors": True, "items": [{"create": {"status": 201}}, {"create": {"status": 429}}]},
+        {"errors": True, "items": [{"create": {"status": 409}}, {"create": {"status": 201}}]},
+    ]
+    port = free_port()
+    with HttpPeer(port, reply=lambda body: orjson.dumps(replies.pop(0))) as peer:
+        sink = open_sink(f"http://127.0.0.1:{port}/?format=elasticsearch&index=kubezeek&token_env=ES_KEY")
+        sink.send(recs(0, 2))
+        assert sink.close(timeout=10) == 0
+    first, second = (req["body"].splitlines() for req in peer.requests)
+    assert first == second  # the retry sends the same documents with the same ids
+    action = orjson.loads(first[0])["create"]
+    assert action["_index"] == "kubezeek" and len(action["_id"]) == 32
+    assert peer.requests[0]["path"] == "/_bulk"
+    assert peer.requests[0]["headers"]["Authorization"] == "ApiKey abc123"
+    assert sink.stats() == {"delivered": 2, "queued": 0, "dropped": 0}
+
+
+def test_rejected_batches_are_counted_and_logged(caplog) -> None:
+    port = free_port()
+    with HttpPeer(port, status=400, reply=b"bad doc") as peer:
+        sink = open_sink(f"http://127.0.0.1:{port}/")
+        sink.send(recs(0, 3))
+        assert sink.close(timeout=1) == 0
+    assert len(peer.requests) == 1
+    assert sink.stats()["dropped"] == 3 and "rejected 3 records" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ("http://user:pw@127.0.0.1/", "credentials in the URL are not allowed"),
+        ("http://127.0.0.1/?format=xml", "format must be one of"),
+        (
+            "http://127.0.0.1/?token_env=KUBEZEEK_TEST_UNSET_VAR",
+            "KUBEZEEK_TEST_UNSET_VAR (token_env) is not set",
+        ),
+        ("http://127.0.0.1/?token_file=/nonexistent/token", "cannot read token_file"),
+        ("syslog+tcp://127.0.0.1", "expected syslog+tcp://HOST:PORT"),
+        ("syslog+tcp://127.0.0.1:514?facility=kern", "facility must be one of"),
+        ("kafka://broker:9092", "unknown sink"),
+        ("file:", "expected file:PATH"),
+    ],
+)
+def test_bad_specs_fail_clearly(spec: str, problem: str) -> None:
+    with pytest.raises(SinkError) as info:
+        open_sink(spec)
+    assert problem in str(info.value)
+    assert "pw" not in str(info.value)
