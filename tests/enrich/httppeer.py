@@ -22,7 +22,7 @@ def free_port() -> int:
 
 
 def make_cert(folder: Path) -> Path:
-    """A self-signed cert for 127.0.0.1 in `folder`: crt.pem, key.pem, peer.pem (both); skips without openssl."""
+    """Self-signed cert for 127.0.0.1 in `folder`: crt.pem, key.pem, peer.pem (both); skips sans openssl."""
     if shutil.which("openssl") is None:
         pytest.skip("openssl CLI not installed: cannot make a test certificate")
     key, crt = folder / "key.pem", folder / "crt.pem"
