@@ -1,0 +1,93 @@
+"""Where deploy/ is, how to read its manifests, and how to render it with the real kustomize."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.conftest import ROOT
+
+DEPLOY = ROOT / "deploy"
+BASE = DEPLOY / "base"
+EXAMPLES = DEPLOY / "examples"
+# Every kustomization a user may apply: the top level (== base) and each example overlay.
+KUSTOMIZATIONS = [DEPLOY, *sorted(p.parent for p in EXAMPLES.glob("*/kustomization.yaml"))]
+# The Kubernetes versions the manifests are validated against: the oldest supported and the newest
+# kubernetes-validate bundles (docs/install.md states the range).
+K8S_VERSIONS = ("1.30", "1.37")
+
+
+def kustomize_binary() -> str | None:
+    """The real kustomize: fetched by deploy/tools/fetch-kustomize.sh into .venv, or on PATH."""
+    for candidate in (
+        os.environ.get("KUSTOMIZE"),
+        str(ROOT / ".venv" / "kustomize" / "usr" / "bin" / "kustomize"),
+    ):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return shutil.which("kustomize")
+
+
+def load_documents(text: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def manifest_files() -> list[Path]:
+    """Every Kubernetes manifest under deploy/ (kustomization files and config payloads excluded)."""
+    files = sorted(DEPLOY.rglob("*.yaml"))
+    return [
+        p for p in files if p.name != "kustomization.yaml" and "config" not in p.relative_to(DEPLOY).parts
+    ]
+
+
+def base_documents() -> list[dict[str, Any]]:
+    return [
+        doc
+        for path in sorted(BASE.glob("*.yaml"))
+        if path.name != "kustomization.yaml"
+        for doc in load_documents(path.read_text())
+    ]
+
+
+@functools.cache
+def _built(directory: Path) -> str:
+    binary = kustomize_binary()
+    assert binary is not None
+    done = subprocess.run(
+        [binary, "build", str(directory)], capture_output=True, text=True, check=False, timeout=60
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"kustomize build {directory} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def render(directory: Path) -> list[dict[str, Any]]:
+    """`kustomize build DIRECTORY` (run once per directory), parsed afresh for each caller."""
+    return load_documents(_built(directory))
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d.get("kind") == kind]
+
+
+def pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (daemonset,) = of_kind(docs, "DaemonSet")
+    return daemonset["spec"]["template"]["spec"]
+
+
+def containers(docs: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    spec = pod_spec(docs)
+    yield from spec.get("initContainers", [])
+    yield from spec["containers"]
+
+
+def container(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    (found,) = [c for c in containers(docs) if c["name"] == name]
+    return found
