@@ -26,6 +26,7 @@ LOG_FIELDS = {
     "ssl": {"version", "server_name", "validation_status", "established", "cipher"},
 }
 SEVERITIES = ("high", "medium", "low")
+SKIPPED_LOGS = ("quarantine",)  # the enricher's malformed-line file, not records
 SEVERITY_COLOURS = {"high": "#d62728", "medium": "#ff7f0e", "low": "#f2c744"}
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1200px;color:#1d2433;padding:0 16px}
@@ -52,6 +53,8 @@ def load(inputs: list[Path]) -> pd.DataFrame:
     frames = []
     for path in log_files(inputs, None):
         name = log_name(path)
+        if name in SKIPPED_LOGS:
+            continue
         frame = read_log([path], BASE_FIELDS | LOG_FIELDS.get(name, set()))
         if not frame.empty:
             frames.append(frame.assign(log=name))

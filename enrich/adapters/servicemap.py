@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from enrich.adapters.frames import log_files, read_log
+from enrich.adapters.frames import log_files, log_name, read_log
 from enrich.core.querylang import SIDES, k8s_field, workload_label
 from enrich.errors import QueryError
 
@@ -92,7 +92,7 @@ def flows(records: pd.DataFrame) -> Flows:
 
 def load_conn(inputs: list[Path]) -> pd.DataFrame:
     """Conn records of `inputs`, plus incident records of any log (they carry id.orig_h/id.resp_h)."""
-    files = log_files(inputs, None)
+    files = [p for p in log_files(inputs, None) if log_name(p) != "quarantine"]
     conn = [p for p in files if p.name.startswith("conn")]
     others = [p for p in files if not p.name.startswith("conn")]
     frames = [read_log(conn, CONN_FIELDS)] if conn else []
