@@ -14,7 +14,10 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.utils import PcapReader
 
+from enrich.adapters.inventory_file import load_inventory_files
 from enrich.adapters.pcapcheck import check_pcap
+from enrich.core.enrichment import Enricher
+from enrich.core.inventory import Inventory
 from tests.conftest import PCAPS, SCENARIOS
 
 GENERATED = sorted(p.name.removesuffix(".pcap.py") for p in PCAPS.glob("*.pcap.py"))
@@ -105,3 +108,25 @@ def test_every_expected_flow_is_in_the_capture(name: str) -> None:
     for flow in _expect(name)["flows"]:
         key = (flow["orig"], flow["orig_p"], flow["resp"], flow["resp_p"], flow["proto"])
         assert key in tuples, f"{name}: flow {flow['tag']} {key} is not in the capture"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_expected_endpoints_follow_from_the_scenario_inventory(name: str) -> None:
+    """The expectations are right: each tagged flow, looked up at its time, is who expect.json says.
+
+    Checked on the flow's 5-tuple and time alone (not a Zeek log), so it runs without Zeek, for the
+    generated scenarios too; test_replay.py checks the same through Zeek's records.
+    """
+    expect = _expect(name)
+    inventory = Inventory()
+    inventory.apply_all(load_inventory_files([PCAPS / expect["inventory"]]))
+    enricher = Enricher(inventory)
+    flows = {flow["tag"]: flow for flow in expect["flows"]}
+    for tag, sides in expect["endpoints"].items():
+        flow = flows[tag]
+        record = {"ts": flow["ts"], "id.orig_h": flow["orig"], "id.orig_p": flow["orig_p"],
+                  "id.resp_h": flow["resp"], "id.resp_p": flow["resp_p"], "proto": flow["proto"]}  # fmt: skip
+        enriched = enricher.enrich(record, ("id.orig_h", "id.resp_h"))
+        for side, fields in sides.items():
+            for field, want in fields.items():
+                assert enriched.get(f"{side}_k8s.{field}") == want, f"{name} {tag}: {side}_k8s.{field}"

@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,11 +65,13 @@ def run_zeek(
     scripts: Sequence[Path] = (),
     bare: bool = True,
     redefs: Sequence[str] = REPLAY_REDEFS,
+    extra_env: Mapping[str, str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> ZeekRun:
     """Run Zeek on `pcap` in working directory `logdir` (created; should be empty); return its logs.
 
-    `scripts` are loaded in order (kubezeek's package is written for bare mode, `-b`).
+    `scripts` are loaded in order (kubezeek's package is written for bare mode, `-b`); `extra_env`
+    adds to or overrides the environment (TZ, LC_ALL and ZEEK_SEED_FILE are always set here).
     """
     logdir.mkdir(parents=True, exist_ok=True)
     cmd = [str(zeek), *(["-b"] if bare else []), "-C", "-r", str(pcap.resolve())]
@@ -78,7 +80,13 @@ def run_zeek(
     with tempfile.TemporaryDirectory(prefix="kubezeek-seed-") as seed_dir:
         seed_file = Path(seed_dir) / "random.seed"
         seed_file.write_text("".join(f"{seed}\n" for seed in _SEEDS))
-        env = {**os.environ, "TZ": "UTC", "LC_ALL": "C", "ZEEK_SEED_FILE": str(seed_file)}
+        env = {
+            **os.environ,
+            **(extra_env or {}),
+            "TZ": "UTC",
+            "LC_ALL": "C",
+            "ZEEK_SEED_FILE": str(seed_file),
+        }
         try:
             proc = subprocess.run(cmd, cwd=logdir, env=env, capture_output=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired as exc:
