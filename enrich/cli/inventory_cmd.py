@@ -1,7 +1,88 @@
-"""CLI verbs of this family (filled in by the issue that owns them)."""
+"""`kubezeek inventory ...`: record the live cluster as a replayable inventory file.
+
+Exit codes: 0 recorded (also on Ctrl-C, with everything seen so far written); 1 a kubezeek error
+(no kubeconfig, API server refusing: `KubeForbiddenError: ...`, unwritable output); 2 usage.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import IO
+
 import click
 
-COMMANDS: list[click.Command] = []
+from enrich.adapters.cluster import INVENTORY_RESOURCES, ClusterFeed, record_cluster
+from enrich.adapters.kubewatch import api_client
+from enrich.cli.base import maps_errors, setup_logging
+from enrich.errors import InventoryError
+
+
+@click.group("inventory")
+def inventory() -> None:
+    """The cluster's pods, services and nodes as inventory files (for enrich/replay --inventory)."""
+
+
+@inventory.command("record")
+@click.option("-o", "--output", required=True, help="File to write (watch-event JSON lines); '-': stdout.")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds to keep watching after the initial lists (0: a snapshot). Default: until Ctrl-C.",
+)
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), default=None, help="Kubeconfig file.")
+@click.option("--context", default=None, help="Kubeconfig context (default: the current one).")
+@click.option(
+    "--sync-timeout",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for the initial lists before giving up (exit 1).",
+)
+@click.option("-v", "--verbose", count=True, help="More logging on stderr.")
+@maps_errors
+def record(
+    output: str,
+    duration: float | None,
+    kubeconfig: str | None,
+    context: str | None,
+    sync_timeout: float,
+    verbose: int,
+) -> None:
+    """Record the live cluster as watch events: the initial list as ADDED, then changes as they come.
+
+    Every line is `{"type": ..., "object": {...}, "ts": EPOCH_SECONDS}`, as
+    `kubectl get pods,services,nodes,replicasets,jobs -A -w --output-watch-events -o json` writes
+    them plus the time each was seen. Uses in-cluster config inside a pod, else the kubeconfig.
+    """
+    setup_logging(verbose)
+    feed = ClusterFeed(api_client(kubeconfig, context), INVENTORY_RESOURCES)
+    with _opened(output) as out:
+        feed.start()
+        try:
+            stats = record_cluster(feed, out, duration=duration, sync_timeout=sync_timeout)
+        except KeyboardInterrupt:
+            stats = None
+        finally:
+            feed.stop(timeout=2.0)
+    if stats is not None:
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(stats.events.items())) or "no events"
+        click.echo(f"recorded {counts} to {output}", err=True)
+
+
+@contextlib.contextmanager
+def _opened(output: str) -> Iterator[IO[str]]:
+    if output == "-":
+        yield sys.stdout
+        return
+    try:
+        fh = open(output, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise InventoryError(f"{output}: cannot write ({exc.strerror or exc})") from exc
+    with fh:
+        yield fh
+
+
+COMMANDS: list[click.Command] = [inventory]

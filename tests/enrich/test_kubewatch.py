@@ -105,7 +105,7 @@ def test_list_is_paginated_and_watch_starts_from_the_lists_version(api: FakeApiS
     assert [r.query.get("limit") for r in lists] == ["2", "2", "2"]
     assert [bool(r.query.get("continue")) for r in lists] == [False, True, True]
     watches = [r for r in api.requests if r.query.get("watch") == "true"]
-    assert watches[0].query["resourceVersion"] == "5"
+    assert watches[0].query["resourceVersion"] == str(api.resource_version)
     assert watches[0].query["allowWatchBookmarks"] == "true"
 
 
@@ -117,8 +117,9 @@ def test_bookmark_advances_resource_version_so_reconnect_needs_no_relist(api: Fa
         for i in range(3):  # other resources move the global resourceVersion on
             api.add("services", {"metadata": {"name": f"svc-{i}", "namespace": "shop"}})
         api.bookmark()
-        wait_for(lambda: watch.resource_version == "4", what="bookmark's resourceVersion")
-        api.compact()  # history before version 4 is gone: only the bookmark avoids a 410
+        newest = str(api.resource_version)
+        wait_for(lambda: watch.resource_version == newest, what="bookmark's resourceVersion")
+        api.compact()  # the history so far is gone: only the bookmark's version avoids a 410
         api.drop_watches()
         wait_for(lambda: api.open_watches == 1 and len(api.requests) >= 3, what="reconnect")
         api.add("pods", pod("web-2"))

@@ -175,10 +175,11 @@ class FakeApiServer:
         self.port = port
         self.requests: list[Request] = []
         self._cond = threading.Condition(threading.RLock())
-        self._rv = 0
+        self._rv = 100  # like a real server, never "0" (which means "any version" to a client)
         self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {k: {} for k in KNOWN}
         self._history: list[_Change] = []
-        self._compacted = 0
+        self._compacted = 0  # watching from an older version: 410
+        self._lost: dict[str, int] = {}  # per resource: newest change forgotten by compact()
         self._drops = 0
         self._bookmarks = 0
         self._failures: list[list[Any]] = []  # [remaining, status, path substring or None]
@@ -296,9 +297,12 @@ class FakeApiServer:
             yield
 
     def compact(self) -> None:
-        """Forget the history so far: watching from an older version (or being behind) gives 410."""
+        """Forget the history so far: a watch from an older version gets 410, and so does an open
+        watch that had not yet sent a forgotten change of its resource (it "fell behind")."""
         with self._cond:
             self._compacted = self._rv
+            for change in self._history:
+                self._lost[change.key] = change.rv
             self._history.clear()
             self._cond.notify_all()
 
@@ -390,6 +394,7 @@ class FakeApiServer:
                 ]
             else:
                 pos, out = int(start), []
+            too_old = pos < self._compacted
             self.open_watches += 1
         try:
             while True:
@@ -400,7 +405,7 @@ class FakeApiServer:
                     self._cond.wait(_POLL)
                     if self._generation != generation or self._drops != drops:
                         raise ConnectionAbortedError("dropped on command")
-                    if pos < self._compacted:
+                    if too_old or pos < self._lost.get(key, 0):
                         gone = status(410, f"too old resource version: {pos} ({self._compacted})")
                         write([{"type": "ERROR", "object": gone}])
                         return
