@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import shutil
@@ -35,16 +36,23 @@ def kustomize_binary() -> str | None:
     return shutil.which("kustomize")
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_documents(text: str) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(text) if doc]
+    return [doc for doc in yaml.load_all(text, Loader=_LOADER) if doc]
 
 
 def manifest_files() -> list[Path]:
-    """Every Kubernetes manifest under deploy/ (kustomization files and config payloads excluded)."""
-    files = sorted(DEPLOY.rglob("*.yaml"))
-    return [
-        p for p in files if p.name != "kustomization.yaml" and "config" not in p.relative_to(DEPLOY).parts
-    ]
+    """Every manifest file a kustomization lists under `resources:` (patches and config files are
+    checked through the rendered output)."""
+    files = set()
+    for kustomization in DEPLOY.rglob("kustomization.yaml"):
+        for entry in yaml.safe_load(kustomization.read_text()).get("resources", []):
+            path = (kustomization.parent / entry).resolve()
+            if path.is_file():
+                files.add(path)
+    return sorted(files)
 
 
 def base_documents() -> list[dict[str, Any]]:
@@ -68,9 +76,14 @@ def _built(directory: Path) -> str:
     return done.stdout
 
 
-def render(directory: Path) -> list[dict[str, Any]]:
-    """`kustomize build DIRECTORY` (run once per directory), parsed afresh for each caller."""
+@functools.cache
+def _rendered(directory: Path) -> list[dict[str, Any]]:
     return load_documents(_built(directory))
+
+
+def render(directory: Path) -> list[dict[str, Any]]:
+    """`kustomize build DIRECTORY` (run once per directory), a fresh copy for each caller."""
+    return copy.deepcopy(_rendered(directory))
 
 
 def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
