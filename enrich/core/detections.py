@@ -1,7 +1,8 @@
 """Stateful threshold detections: "at least N distinct X from one pod (or workload) within W seconds".
 
 Time is the records' own `ts`, so replaying a capture gives the same result as watching it live.
-While a key is below its threshold the matching records are held (at most `count` of them); when
+While a key is below its threshold the matching records are held (at most 8 x `count` of them, so
+copies of one connection from several sensors or logs fit); when
 the threshold is reached they are released together with the record that crossed it, and later
 matching records from that key are selected directly while the key stays at or above it.
 State is dropped for keys that have been quiet for longer than the window.
@@ -15,6 +16,8 @@ from typing import Any
 
 from enrich.core.conditions import MISSING, compile_getter
 from enrich.core.rules import Rule, Threshold
+
+HELD_PER_VALUE = 8
 
 
 class _KeyState:
@@ -78,7 +81,7 @@ class Detection:
             state.held.clear()
             return [*released, payload]
         state.held.append((ts, payload, selected_elsewhere))
-        while len(state.held) > self.threshold.count:
+        while len(state.held) > HELD_PER_VALUE * self.threshold.count:
             state.held.popleft()
         return []
 

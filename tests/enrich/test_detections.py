@@ -40,9 +40,9 @@ def test_threshold_releases_held_records_then_selects_directly() -> None:
 
 def test_repeated_values_do_not_count_twice() -> None:
     det = detection()
-    for i in range(5):
-        assert det.observe(rec(i, "10.0.0.1"), float(i)) == []
-    assert det.pending() == 3
+    for i in range(30):
+        assert det.observe(rec(i * 0.1, "10.0.0.1"), i * 0.1) == []
+    assert det.pending() == 8 * 3  # held records are bounded
 
 
 def test_values_outside_the_window_expire() -> None:
