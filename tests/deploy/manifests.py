@@ -7,10 +7,11 @@ import functools
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.conftest import ROOT
@@ -104,3 +105,16 @@ def containers(docs: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 def container(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
     (found,) = [c for c in containers(docs) if c["name"] == name]
     return found
+
+
+def source_params(base: Callable[[], Any], rendered: Callable[[Path], Any]) -> list[Any]:
+    """pytest params: what `base()` gives for the base files, then `rendered(dir)` for every
+    kustomization (skipped, with the reason, when no kustomize binary is at hand)."""
+    params: list[Any] = [pytest.param(base, id="base-files")]
+    skip = pytest.mark.skipif(
+        kustomize_binary() is None, reason="no kustomize binary (deploy/tools/fetch-kustomize.sh)"
+    )
+    for directory in KUSTOMIZATIONS:
+        name = str(directory.relative_to(DEPLOY.parent))
+        params.append(pytest.param(lambda d=directory: rendered(d), id=f"rendered:{name}", marks=skip))
+    return params

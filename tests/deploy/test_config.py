@@ -18,13 +18,11 @@ from enrich.adapters.sinks import open_sink
 from tests.conftest import ROOT
 from tests.deploy.manifests import (
     BASE,
-    DEPLOY,
-    KUSTOMIZATIONS,
     base_documents,
     container,
-    kustomize_binary,
     of_kind,
     render,
+    source_params,
 )
 
 CONFIG = BASE / "config"
@@ -45,26 +43,17 @@ def _literal_env(docs: list[dict[str, Any]], name: str) -> dict[str, str]:
     return {e["name"]: e["value"] for e in container(docs, name).get("env", []) if "value" in e}
 
 
-def _sources() -> list[Any]:
-    def base() -> tuple[dict[str, str], list[dict[str, Any]]]:
-        return {n: (CONFIG / n).read_text() for n in FILES}, base_documents()
-
-    def rendered(directory: Path) -> tuple[dict[str, str], list[dict[str, Any]]]:
-        docs = render(directory)
-        (configmap,) = of_kind(docs, "ConfigMap")
-        return configmap["data"], docs
-
-    sources: list[Any] = [pytest.param(base, id="base-files")]
-    skip = pytest.mark.skipif(
-        kustomize_binary() is None, reason="no kustomize binary (deploy/tools/fetch-kustomize.sh)"
-    )
-    for directory in KUSTOMIZATIONS:
-        name = str(directory.relative_to(DEPLOY.parent))
-        sources.append(pytest.param(lambda d=directory: rendered(d), id=f"rendered:{name}", marks=skip))
-    return sources
+def _base() -> tuple[dict[str, str], list[dict[str, Any]]]:
+    return {n: (CONFIG / n).read_text() for n in FILES}, base_documents()
 
 
-@pytest.fixture(params=_sources())
+def _rendered(directory: Path) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    docs = render(directory)
+    (configmap,) = of_kind(docs, "ConfigMap")
+    return configmap["data"], docs
+
+
+@pytest.fixture(params=source_params(_base, _rendered))
 def deployed(request: pytest.FixtureRequest, tmp_path: Path) -> Deployed:
     load: Callable[[], tuple[dict[str, str], list[dict[str, Any]]]] = request.param
     data, docs = load()

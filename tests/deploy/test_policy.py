@@ -11,15 +11,13 @@ import yaml
 
 from tests.deploy.manifests import (
     BASE,
-    DEPLOY,
-    KUSTOMIZATIONS,
     base_documents,
     container,
     containers,
-    kustomize_binary,
     of_kind,
     pod_spec,
     render,
+    source_params,
 )
 from tests.deploy.podsecurity import restricted_violations
 
@@ -41,18 +39,7 @@ CAPABILITIES = {
 ENRICHER_UID = 10001
 
 
-def _sources() -> list[Any]:
-    sources: list[Any] = [pytest.param(base_documents, id="base-files")]
-    skip = pytest.mark.skipif(
-        kustomize_binary() is None, reason="no kustomize binary (deploy/tools/fetch-kustomize.sh)"
-    )
-    for directory in KUSTOMIZATIONS:
-        name = str(directory.relative_to(DEPLOY.parent))
-        sources.append(pytest.param(lambda d=directory: render(d), id=f"rendered:{name}", marks=skip))
-    return sources
-
-
-@pytest.fixture(params=_sources())
+@pytest.fixture(params=source_params(base_documents, render))
 def docs(request: pytest.FixtureRequest) -> Docs:
     load: Callable[[], Docs] = request.param
     return load()
