@@ -29,7 +29,7 @@ _NODE_ADDRESS_TYPES = ("InternalIP", "ExternalIP")
 
 
 def event_from_raw(
-    event_type: str, obj: Mapping[str, Any], seen_ts: float | None, *, kind: str | None = None
+    event_type: str, obj: dict[str, Any], seen_ts: float | None, *, kind: str | None = None
 ) -> InventoryEvent:
     """An InventoryEvent from a watch event's type and raw object.
 
@@ -38,27 +38,30 @@ def event_from_raw(
     `kind` is for objects that don't carry one (items of a typed list such as PodList).
     Raises InventoryError naming the object for anything it cannot use.
     """
-    if not isinstance(obj, Mapping):
+    if not isinstance(obj, dict):
         raise InventoryError(f"{event_type} event: object is {type(obj).__name__}, not a JSON object")
     kind = obj.get("kind") or kind
-    where = _describe(kind, obj)
     if event_type not in EVENT_TYPES:
-        raise InventoryError(f"{where}: unknown event type {event_type!r}")
+        raise InventoryError(f"{_describe(kind, obj)}: unknown event type {event_type!r}")
     if kind not in SUPPORTED_KINDS:
-        raise InventoryError(f"{where}: unsupported kind (expected one of {sorted(SUPPORTED_KINDS)})")
+        raise InventoryError(
+            f"{_describe(kind, obj)}: unsupported kind (expected one of {sorted(SUPPORTED_KINDS)})"
+        )
     try:
         info = _CONVERTERS[kind](obj)
     except InventoryError as exc:
-        raise InventoryError(f"{where}: {exc}") from None
+        raise InventoryError(f"{_describe(kind, obj)}: {exc}") from None
     except (TypeError, ValueError, AttributeError, KeyError) as exc:
-        raise InventoryError(f"{where}: malformed object ({type(exc).__name__}: {exc})") from exc
+        raise InventoryError(
+            f"{_describe(kind, obj)}: malformed object ({type(exc).__name__}: {exc})"
+        ) from exc
     ts = float(seen_ts) if seen_ts is not None else _derived_ts(event_type, info)
     return InventoryEvent(kind=kind, type=event_type, obj=info, ts=ts)
 
 
 def _describe(kind: Any, obj: Mapping[str, Any]) -> str:
     meta = obj.get("metadata")
-    meta = meta if isinstance(meta, Mapping) else {}
+    meta = meta if isinstance(meta, dict) else {}
     name = meta.get("name") or "<no name>"
     ns = meta.get("namespace")
     return f"{kind or 'object without kind'} {ns + '/' if isinstance(ns, str) and ns else ''}{name}"
@@ -94,7 +97,7 @@ def _section(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = obj.get(key)
     if value is None:
         return {}
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         raise InventoryError(f"{key} is {type(value).__name__}, not an object")
     return value
 
@@ -112,7 +115,7 @@ def _meta(obj: Mapping[str, Any], namespaced: bool) -> tuple[Mapping[str, Any], 
 
 def _labels(meta: Mapping[str, Any]) -> dict[str, str]:
     labels = meta.get("labels") or {}
-    if not isinstance(labels, Mapping):
+    if not isinstance(labels, dict):
         raise InventoryError("metadata.labels is not an object")
     return {str(k): str(v) for k, v in labels.items()}
 
@@ -120,7 +123,7 @@ def _labels(meta: Mapping[str, Any]) -> dict[str, str]:
 def _ips(values: Any, what: str) -> tuple[str, ...]:
     out: list[str] = []
     for value in values or ():
-        text = value.get("ip") if isinstance(value, Mapping) else value
+        text = value.get("ip") if isinstance(value, dict) else value
         if text in (None, "", "None"):
             continue
         try:
@@ -135,7 +138,7 @@ def _ips(values: Any, what: str) -> tuple[str, ...]:
 def _owner_refs(meta: Mapping[str, Any]) -> tuple[OwnerRef, ...]:
     refs = []
     for ref in meta.get("ownerReferences") or ():
-        if not isinstance(ref, Mapping) or not ref.get("kind") or not ref.get("name"):
+        if not isinstance(ref, dict) or not ref.get("kind") or not ref.get("name"):
             raise InventoryError(f"metadata.ownerReferences entry {ref!r} lacks kind/name")
         refs.append(
             OwnerRef(
@@ -204,7 +207,7 @@ def service_from_raw(obj: Mapping[str, Any]) -> ServiceInfo:
         namespace=ns,
         labels=_labels(meta),
         cluster_ips=_ips(raw_ips, "spec.clusterIPs"),
-        selector={str(k): str(v) for k, v in selector.items()} if isinstance(selector, Mapping) else None,
+        selector={str(k): str(v) for k, v in selector.items()} if isinstance(selector, dict) else None,
         created=parse_time(meta.get("creationTimestamp"), "metadata.creationTimestamp"),
         deleted=parse_time(meta.get("deletionTimestamp"), "metadata.deletionTimestamp"),
     )
@@ -216,7 +219,7 @@ def node_from_raw(obj: Mapping[str, Any]) -> NodeInfo:
     addresses = [
         a.get("address")
         for a in status.get("addresses") or ()
-        if isinstance(a, Mapping) and a.get("type") in _NODE_ADDRESS_TYPES
+        if isinstance(a, dict) and a.get("type") in _NODE_ADDRESS_TYPES
     ]
     cidrs = spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else [])
     return NodeInfo(

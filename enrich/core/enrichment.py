@@ -59,43 +59,68 @@ def match_fields(prefix: str, match: Match) -> dict[str, Any]:
 class Enricher:
     """Adds `orig_k8s.*`, `resp_k8s.*`, `X_k8s.*` to records from an Inventory, at each record's `ts`.
 
-    Answers are cached per (prefix, ip[, port]) together with the time window in which they hold
-    and dropped whenever the inventory changes, so a hot IP costs one dict lookup. Returned field
-    values (labels dicts, lists) are shared with the cache: treat them as read-only.
+    Answers are cached per prefix and ip (and port, for node IPs with hostNetwork pods) together
+    with the time window in which they hold, and dropped whenever the inventory changes, so a hot
+    IP costs a dict lookup. Returned values (labels dicts, lists) are shared with the cache: treat
+    them as read-only.
     """
 
     def __init__(self, inventory: Inventory, settings: EnrichSettings | None = None) -> None:
         self.inventory = inventory
         self.settings = settings or EnrichSettings()
-        self._cache: dict[tuple, _Entry] = {}
+        self._caches: dict[str, dict[object, _Entry]] = {}
+        self._cached = 0
         self._generation = inventory.generation
-        self._plans: dict[tuple[str, ...], tuple[tuple[str, str, str, str | None], ...]] = {}
+        self._plans: dict[tuple[str, ...], tuple[tuple[str, str, str, str | None, dict], ...]] = {}
 
-    def _entry(self, prefix: str, ip: str, ts: float, port: int | None) -> _Entry:
-        inv = self.inventory
-        if inv.generation != self._generation:
-            self._cache.clear()
-            self._generation = inv.generation
-        cache = self._cache
-        entry = cache.get((prefix, ip))
-        if entry is not None and entry[0] <= ts < entry[1]:
-            if not entry[2]:
-                return entry
-            entry = cache.get((prefix, ip, port))
-            if entry is not None and entry[0] <= ts < entry[1]:
-                return entry
-        match = inv.lookup(ip, ts, port)
+    def _cache(self, prefix: str) -> dict[object, _Entry]:
+        cache = self._caches.get(prefix)
+        if cache is None:
+            cache = self._caches[prefix] = {}
+        return cache
+
+    def _check_generation(self) -> None:
+        if self.inventory.generation != self._generation:
+            for cache in self._caches.values():
+                cache.clear()  # cleared in place: plans hold references to these dicts
+            self._cached = 0
+            self._generation = self.inventory.generation
+
+    def _lookup(
+        self, cache: dict[object, _Entry], prefix: str, ip: str, ts: float, port: int | None
+    ) -> _Entry:
+        """The slow path: ask the inventory and cache the answer with its validity window."""
+        entry = cache.get(ip)
+        if entry is not None and entry[2] and entry[0] <= ts < entry[1]:
+            hit = cache.get((ip, port))
+            if hit is not None and hit[0] <= ts < hit[1]:
+                return hit
+        match = self.inventory.lookup(ip, ts, port)
         fields = match_fields(prefix, match)
         entry = (match.valid_from, match.valid_to, match.port_sensitive, fields, orjson.dumps(fields)[1:-1])
-        if len(cache) >= self.settings.cache_entries:
-            cache.clear()
-        cache[(prefix, ip)] = entry
+        if self._cached >= self.settings.cache_entries:
+            for other in self._caches.values():
+                other.clear()
+            self._cached = 0
+        cache[ip] = entry
+        self._cached += 1
         if match.port_sensitive:
-            cache[(prefix, ip, port)] = entry
+            cache[(ip, port)] = entry
+            self._cached += 1
         return entry
 
+    def _entry(self, prefix: str, ip: str, ts: float, port: int | None) -> _Entry:
+        self._check_generation()
+        cache = self._cache(prefix)
+        entry = cache.get(ip)
+        if entry is not None and not entry[2] and entry[0] <= ts < entry[1]:
+            return entry
+        return self._lookup(cache, prefix, ip, ts, port)
+
     def _ts(self, ts: Any) -> float:
-        if isinstance(ts, (int, float)) and not isinstance(ts, bool) and math.isfinite(ts):
+        if type(ts) is float and ts - ts == 0.0:  # finite float: the usual case
+            return ts
+        if isinstance(ts, int) and not isinstance(ts, bool):
             return float(ts)
         newest = self.inventory.newest
         return newest if math.isfinite(newest) else 0.0
@@ -110,27 +135,55 @@ class Enricher:
         """The same fields serialised by orjson as `"k":v,...` without braces (b"" if none), cached."""
         return self._entry(prefix, ip, self._ts(ts), port)[4]
 
-    def _plan(self, addr_fields: Iterable[str]) -> tuple[tuple[str, str, str, str | None], ...]:
-        key = addr_fields if isinstance(addr_fields, tuple) else tuple(addr_fields)
+    def _plan(self, addr_fields: Iterable[str]) -> tuple[tuple[str, str, str, str | None, dict], ...]:
+        key = addr_fields if type(addr_fields) is tuple else tuple(addr_fields)
         plan = self._plans.get(key)
         if plan is None:
-            plan = tuple((f, side_prefix(f), side_prefix(f) + "_k8s.kind", port_field(f)) for f in key)
+            plan = tuple(
+                (f, side_prefix(f), side_prefix(f) + "_k8s.kind", port_field(f), self._cache(side_prefix(f)))
+                for f in key
+            )
             self._plans[key] = plan
         return plan
 
     def fields_for(self, record: Mapping[str, Any], addr_fields: Iterable[str]) -> dict[str, Any]:
         """The fields to add for every address field present; sides already enriched are left alone."""
         out: dict[str, Any] = {}
-        ts = self._ts(record.get("ts"))
-        for field, prefix, kind_key, pfield in self._plan(addr_fields):
-            ip = record.get(field)
-            if not isinstance(ip, str) or kind_key in record:
-                continue
-            port = record.get(pfield) if pfield is not None else None
-            if not isinstance(port, int) or isinstance(port, bool):
-                port = None
-            out.update(self._entry(prefix, ip, ts, port)[3])
+        for entry in self._entries(record, addr_fields):
+            out.update(entry[3])
         return out
+
+    def fragment_for(self, record: Mapping[str, Any], addr_fields: Iterable[str]) -> bytes:
+        """`fields_for` serialised as `"k":v,...` without braces (b"" if nothing applies), from the cache.
+
+        Appending it to the record's own JSON line (`line[:-1] + b"," + fragment + b"}"`) gives the
+        enriched line without re-serialising the record.
+        """
+        return b",".join([entry[4] for entry in self._entries(record, addr_fields)])
+
+    def _entries(self, record: Mapping[str, Any], addr_fields: Iterable[str]) -> list[_Entry]:
+        """The cached answer of every address field to enrich (the hot path: mostly dict lookups)."""
+        if self.inventory.generation != self._generation:
+            self._check_generation()
+        plan = self._plans.get(addr_fields) if type(addr_fields) is tuple else None
+        if plan is None:
+            plan = self._plan(addr_fields)
+        ts = record.get("ts")
+        if type(ts) is not float or ts - ts != 0.0:
+            ts = self._ts(ts)
+        entries = []
+        for field, prefix, kind_key, pfield, cache in plan:
+            ip = record.get(field)
+            if type(ip) is not str or kind_key in record:
+                continue
+            entry = cache.get(ip)
+            if entry is None or entry[2] or not entry[0] <= ts < entry[1]:
+                port = record.get(pfield) if pfield is not None else None
+                if type(port) is not int:
+                    port = None
+                entry = self._lookup(cache, prefix, ip, ts, port)
+            entries.append(entry)
+        return entries
 
     def enrich(self, record: Mapping[str, Any], addr_fields: Iterable[str]) -> dict[str, Any]:
         """A new record: all the original fields, then the enrichment; idempotent."""
@@ -139,4 +192,4 @@ class Enricher:
         return merged
 
     def stats(self) -> dict[str, int]:
-        return {"cached_endpoints": len(self._cache)}
+        return {"cached_endpoints": sum(len(c) for c in self._caches.values())}

@@ -56,6 +56,8 @@ class Inventory:
         self.settings = settings or InventorySettings()
         self.networks = ClusterNetworks(self.settings.cluster_cidrs)
         self.generation = 0
+        self.owners_generation = 0  # changes when ReplicaSets/Jobs change (workload answers)
+        self.services_generation = 0  # changes when services change (services-of-pod answers)
         self.newest = NEG_INF
         self._objs: dict[tuple[str, str], Owner] = {}
         self._ips = IpTimeline()  # pods (not hostNetwork), services, nodes
@@ -104,7 +106,7 @@ class Inventory:
                 self._end(owner, ts)
         if kind in (REPLICASET, JOB):
             for key, info in list(self._owners.items()):
-                if key[0] == kind and info.uid not in listed and info.deleted is None:
+                if key[0] == kind and info.uid not in listed:
                     self._drop_owner(info)
         if ts > self.newest:
             self.newest = ts
@@ -150,6 +152,7 @@ class Inventory:
                 self._add_span(owner, self._ips, ip)
         if kind == SERVICE:
             self._services.setdefault(obj.namespace, {})[obj.uid] = owner  # type: ignore[union-attr]
+            self.services_generation += 1
         ends = [t for t in (obj.deleted,) if t is not None]
         if event.type == DELETED:
             ends.append(event.ts if event.ts is not None else max(self.newest, owner.start))
@@ -163,7 +166,7 @@ class Inventory:
             owner = Owner(kind, obj.uid, start if start is not None else NEG_INF, obj)
             self._objs[key] = owner
             return owner
-        changed = _identity(owner.latest) != _identity(obj)
+        changed = not _same_identity(owner.latest, obj)
         owner.add_version(event.ts, obj, changed, self.newest - self.settings.retention)
         return owner
 
@@ -176,6 +179,8 @@ class Inventory:
         end = max(end, owner.start)
         if end < owner.end:
             owner.end = end
+            if owner.kind == SERVICE:
+                self.services_generation += 1
             heapq.heappush(self._ended, (end, owner.kind, owner.key))
 
     def _apply_owner(self, info: OwnerInfo, event: InventoryEvent) -> None:
@@ -183,11 +188,13 @@ class Inventory:
             raise InventoryError(f"{info.kind} {info.namespace}/{info.name}: not a ReplicaSet or Job")
         self._owners[(info.kind, info.uid)] = info
         self._owners[(info.kind, f"{info.namespace}/{info.name}")] = info
+        self.owners_generation += 1
         if event.type == DELETED:
             end = event.ts if event.ts is not None else self.newest
             heapq.heappush(self._ended, (end, info.kind, info.uid))
 
     def _drop_owner(self, info: OwnerInfo) -> None:
+        self.owners_generation += 1
         self._owners.pop((info.kind, info.uid), None)
         name_key = (info.kind, f"{info.namespace}/{info.name}")
         if self._owners.get(name_key) is info:
@@ -231,6 +238,7 @@ class Inventory:
         if owner.kind == SERVICE:
             ns = owner.latest.namespace  # type: ignore[union-attr]
             self._services.get(ns, {}).pop(owner.key, None)
+            self.services_generation += 1
         if owner.kind == NODE:
             self.networks.set_node_cidrs(owner.key, ())
 
@@ -294,10 +302,17 @@ def _own_time(obj) -> float | None:
     return getattr(obj, "created", None)
 
 
-def _identity(obj) -> tuple:
-    """What, when it changes, starts a new version (a label change applies from the time seen)."""
-    if isinstance(obj, PodInfo):
-        return (dict(obj.labels), obj.node, obj.owners, obj.ports, obj.host_network)
-    if isinstance(obj, ServiceInfo):
-        return (dict(obj.labels), dict(obj.selector or {}))
-    return (dict(obj.labels),)
+def _same_identity(old, new) -> bool:
+    """False when something changed that starts a new version (a label change applies from the time seen)."""
+    if old.labels != new.labels:
+        return False
+    if isinstance(new, PodInfo):
+        return (old.node, old.owners, old.ports, old.host_network) == (
+            new.node,
+            new.owners,
+            new.ports,
+            new.host_network,
+        )
+    if isinstance(new, ServiceInfo):
+        return old.selector == new.selector
+    return True

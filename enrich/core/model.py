@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
@@ -125,12 +125,13 @@ class InventoryEvent:
     ts: float | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Match:
+class Match(NamedTuple):
     """What an IP was at a time: the `*_k8s.*` fields before flattening.
 
     `valid_from <= ts < valid_to` is the interval around the lookup time in which the same lookup
     gives the same answer (for caching); `port_sensitive` says the answer also depends on the port.
+    A NamedTuple rather than a frozen dataclass: equally immutable, and built ~5x faster, which
+    matters on the lookup path (build it with keywords all the same).
     """
 
     kind: str

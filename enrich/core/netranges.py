@@ -20,8 +20,26 @@ PRIVATE_RANGES: tuple[str, ...] = (
 )
 
 
+def v4_int(text: str) -> int | None:
+    """The integer of a canonical dotted-quad IPv4 address (no leading zeros), else None; fast."""
+    parts = text.split(".")
+    if len(parts) != 4:
+        return None
+    n = 0
+    for part in parts:
+        if not (part.isascii() and part.isdigit()) or len(part) > 3 or (part[0] == "0" and len(part) > 1):
+            return None
+        value = int(part)
+        if value > 255:
+            return None
+        n = n << 8 | value
+    return n
+
+
 def normalise_ip(text: str) -> str:
     """Compressed canonical spelling, so `fd00:0::1` and `fd00::1` compare equal; ValueError if not an IP."""
+    if v4_int(text) is not None:
+        return text  # already canonical: skip ipaddress, which is slow
     return ipaddress.ip_address(text.strip()).compressed
 
 
@@ -43,12 +61,13 @@ class ClusterNetworks:
     always added, so an explicit list only needs what nodes don't say (service CIDR, node subnet).
     """
 
-    __slots__ = ("_base", "_by_node", "_nets")
+    __slots__ = ("_base", "_by_node", "_nets", "_v4")
 
     def __init__(self, configured: Iterable[str] | None = None) -> None:
         self._base = parse_cidrs(PRIVATE_RANGES if configured is None else configured)
         self._by_node: dict[str, tuple[IPNetwork, ...]] = {}
         self._nets = self._base
+        self._v4 = _v4_masks(self._nets)
 
     def set_node_cidrs(self, node_uid: str, cidrs: Iterable[str]) -> bool:
         """Record a node's pod CIDRs (unparsable ones are ignored); True when the ranges changed."""
@@ -66,10 +85,14 @@ class ClusterNetworks:
         else:
             self._by_node.pop(node_uid, None)
         self._nets = self._base + tuple(n for nets_ in self._by_node.values() for n in nets_)
+        self._v4 = _v4_masks(self._nets)
         return True
 
     def contains(self, ip: str) -> bool:
         """Whether the address lies inside a cluster CIDR (False for text that is no address)."""
+        n = v4_int(ip)
+        if n is not None:  # fast path: integer masks instead of ipaddress objects
+            return any(n & mask == net for net, mask in self._v4)
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:
@@ -79,3 +102,7 @@ class ClusterNetworks:
     @property
     def networks(self) -> tuple[str, ...]:
         return tuple(str(n) for n in self._nets)
+
+
+def _v4_masks(nets: tuple[IPNetwork, ...]) -> tuple[tuple[int, int], ...]:
+    return tuple((int(n.network_address), int(n.netmask)) for n in nets if n.version == 4)

@@ -16,7 +16,7 @@ _START = attrgetter("start")
 class Owner:
     """One known object (pod, service or node) and its history: versions (label changes) and its end."""
 
-    __slots__ = ("end", "key", "kind", "spans", "start", "version_times", "versions")
+    __slots__ = ("end", "key", "kind", "memo", "spans", "start", "version_times", "versions")
 
     def __init__(self, kind: str, key: str, start: float, info: InventoryObject) -> None:
         self.kind = kind
@@ -26,6 +26,7 @@ class Owner:
         self.versions: list[InventoryObject] = [info]
         self.version_times: list[float] = [start]
         self.spans: list[Span] = []
+        self.memo: tuple | None = None  # lookup's per-version cache (workload, services)
 
     @property
     def latest(self) -> InventoryObject:

@@ -152,6 +152,15 @@ def test_endpoint_fragment_is_the_fields_serialised_without_braces() -> None:
     assert enricher.endpoint_fragment("resp", "10.244.2.21", T0 + 1, 8080) is fragment  # cached
 
 
+def test_fragment_for_appends_to_the_raw_line_like_enrich_does() -> None:
+    enricher = make_enricher()
+    record = conn("10.244.1.11", "198.51.100.44")
+    line = orjson.dumps(record)
+    fragment = enricher.fragment_for(record, ["id.orig_h", "id.resp_h"])
+    assert orjson.loads(line[:-1] + b"," + fragment + b"}") == enricher.enrich(record, CONN)
+    assert enricher.fragment_for({"ts": T0, "id.orig_h": None}, CONN) == b""
+
+
 def test_record_without_ts_uses_newest_inventory_time() -> None:
     enricher = make_enricher()
     record = conn("10.244.1.11", "10.244.2.21")
