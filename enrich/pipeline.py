@@ -1,0 +1,662 @@
+"""Composition of the enricher: source → parse → enrich → write → filter → sinks, with checkpoints.
+
+`enrich_directory()` is the engine of `kubezeek enrich` (batch or `--follow`), `kubezeek run`,
+`replay` and `demo`. One loop, one thread: the tailer hands over chunks of complete lines, each
+becomes enriched JSON lines in the log's output file (and, when a filter is configured,
+incident records for the sinks); every `commit_interval` the outputs are flushed and fsynced
+and only then the checkpoint recording how far each source was read is replaced.
+
+Fast path: for JSON logs whose address fields are the connection tuple, one regular
+expression over the whole chunk finds each line's `ts` and addresses without decoding the
+JSON; the enrichment (cached per endpoint and time span by the Enricher) is appended to the
+raw line's bytes. A chunk whose line count, framing or encoding does not check out is
+re-done line by line with the full parser, which sends malformed lines to the quarantine.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+
+from enrich.adapters.checkpoint import Checkpoint, CheckpointStore
+from enrich.adapters.metrics import Metrics
+from enrich.adapters.output import QUARANTINE_NAME, OutputSet, RotationPolicy, StdoutOutput, quarantine_entry
+from enrich.adapters.tailer import Chunk, Source, Tailer, TailSettings
+from enrich.core.enrichment import Enricher
+from enrich.core.inventory import Inventory, InventorySettings
+from enrich.core.zeeklog import LineError, LogReader, log_path_from_filename
+from enrich.core.zeekschema import CONN_TUPLE
+from enrich.errors import ConfigError
+
+if TYPE_CHECKING:
+    from enrich.settings import RunSettings
+
+log = logging.getLogger(__name__)
+
+_IP = rb"[0-9A-Fa-f:.]+"
+_TUPLE = (
+    rb'"id\.orig_h":"('
+    + _IP
+    + rb')","id\.orig_p":[0-9]+,"id\.resp_h":"('
+    + _IP
+    + rb')","id\.resp_p":[0-9]+[,}]'
+)
+# The start of a Zeek JSON line with the connection tuple, right after a newline: ts, uid, the tuple
+# (conn, dns, http, ssl, weird...), or ts, up to two string fields (files: fuid, uid), the tuple.
+_FAST_PREFIXES = (
+    re.compile(rb'\n\{"ts":([0-9]+\.?[0-9]*),"uid":"[^"\\\n]*",' + _TUPLE),
+    re.compile(rb'\n\{"ts":([0-9]+\.?[0-9]*),(?:"[a-z_]+":"[^"\\\n]*",){0,2}' + _TUPLE),
+)
+_CACHE_MAX = 200_000
+INF, NEG_INF = float("inf"), float("-inf")
+_UNKNOWN = b'_k8s.kind":"unknown"'
+_BYTES_OF, _UNKNOWN_OF = operator.itemgetter(2), operator.itemgetter(3)
+
+
+class RecordFilter(Protocol):
+    def process(self, record: dict, path: str) -> list[dict]: ...
+    def flush(self) -> list[dict]: ...
+
+
+class Sink(Protocol):
+    def send(self, records: list[dict]) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineSettings:
+    """How the engine runs. Durations in seconds."""
+
+    follow: bool = False
+    commit_interval: float = 1.0  # seconds between checkpoint commits (follow mode)
+    poll_interval: float = 1.0  # rescan at least this often even without file-system events
+    hold_unknown: float = 0.0  # follow mode: hold records with an unknown address this long
+    max_held: int = 10_000  # release held records early beyond this many
+    chunks_per_turn: int = 8  # chunks read from one source before turning to the next
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnrichStats:
+    """What one run did."""
+
+    files: int = 0
+    lines: int = 0
+    records: int = 0
+    errors: int = 0
+    unresolved: int = 0
+    bytes_in: int = 0
+    seconds: float = 0.0
+    incidents: int = 0
+
+
+class _Fragments:
+    """Serialised enrichment per address for one side (`orig`/`resp`), with the time window it holds in.
+
+    `lo`/`hi` bound the windows of all entries (the latest start, the earliest end), so one
+    comparison tells whether every cached answer holds for a chunk's whole time span.
+    """
+
+    def __init__(self, prefix: str, tail: bytes) -> None:
+        self.prefix, self.tail = prefix, tail
+        self.entries: dict[bytes, tuple[float, float, bytes, int]] = {}
+        self.lo, self.hi = NEG_INF, INF
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.lo, self.hi = NEG_INF, INF
+
+    def answers(self, ips: tuple[bytes, ...], first: float, last: float, enricher: Enricher) -> list | None:
+        """Each address's entry, when every one holds from `first` to `last` independent of the port."""
+        got = list(map(self.entries.get, ips))
+        if self.lo <= first and last < self.hi and None not in got:
+            return got
+        entries = self.entries
+        if len(entries) > _CACHE_MAX:
+            entries.clear()
+        for ip in [ip for ip, e in entries.items() if not (e[0] <= first and last < e[1])]:
+            del entries[ip]  # stale for this span (records come roughly in time order)
+        for ip in set(ips) - entries.keys():
+            address = ip.decode()
+            match = enricher.inventory.lookup(address, first)
+            if match.port_sensitive:  # a node IP shared with hostNetwork pods: needs the port
+                return None
+            fragment = enricher.endpoint_fragment(self.prefix, address, first)
+            entries[ip] = (
+                match.valid_from,
+                match.valid_to,
+                b"," + fragment + self.tail,
+                int(_UNKNOWN in fragment),
+            )
+        self.lo = max((e[0] for e in entries.values()), default=NEG_INF)
+        self.hi = min((e[1] for e in entries.values()), default=INF)
+        if not (self.lo <= first and last < self.hi):
+            return None
+        return list(map(entries.__getitem__, ips))
+
+
+@dataclass(slots=True)
+class _Held:
+    deadline: float
+    start: int  # offset of the line in its source
+    lineno: int
+    line: bytes
+    record: dict | None  # parsed TSV record; None: a JSON line (re-read from `line`)
+
+
+@dataclass(slots=True, eq=False)
+class _Stream:
+    """Per-source parsing state."""
+
+    reader: LogReader
+    out_name: str
+    log: str
+    fast: bool
+    held: deque = field(default_factory=deque)
+
+
+class Engine:
+    """The enrichment loop over one log directory; create, `run()`, done."""
+
+    def __init__(
+        self,
+        *,
+        tail: TailSettings,
+        outdir: Path | None,
+        enricher: Enricher,
+        settings: EngineSettings,
+        state: Path | None = None,
+        rotation: RotationPolicy | None = None,
+        metrics: Metrics | None = None,
+        record_filter: RecordFilter | None = None,
+        sinks: Iterable[Sink] = (),
+        stop: threading.Event | None = None,
+        progress: Callable[[EnrichStats, int], None] | None = None,
+        inventory_age: Callable[[], float] | None = None,
+        before_turn: Callable[[], object] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.enricher = enricher
+        self.metrics = metrics or Metrics()
+        self.store = CheckpointStore(state) if state else None
+        checkpoint = self.store.load() if self.store else Checkpoint()
+        if outdir is None:
+            self.outputs: OutputSet | StdoutOutput = StdoutOutput()
+        else:
+            policy = rotation or RotationPolicy(max_bytes=0, max_age=0, fsync=self.store is not None)
+            self.outputs = OutputSet(outdir, policy, checkpoint.outputs)
+        self.tailer = Tailer(tail, checkpoint.sources)
+        self.filter = record_filter
+        self.sinks = list(sinks)
+        self.stop = stop or threading.Event()
+        self.progress = progress
+        self.inventory_age = inventory_age
+        self.before_turn = before_turn
+        self._streams: dict[str, _Stream] = {}
+        self._counts = {"lines": 0, "records": 0, "errors": 0, "unresolved": 0, "bytes": 0, "incidents": 0}
+        self._held_total = 0
+        self._fast_matches: list[tuple[bytes, ...]] = []
+        self._orig = _Fragments("orig", b"")
+        self._resp = _Fragments("resp", b"}\n")
+        self._generation = -1
+        self._last_ts: float | None = None
+        self._quarantine_to_log = outdir is None
+
+    # --- per chunk ---------------------------------------------------------------------------
+    def _stream(self, src: Source) -> _Stream:
+        stream = self._streams.get(src.key)
+        if stream is None:
+            reader = LogReader(source=str(src.path))
+            if src.read_offset > 0:
+                for line, lineno in self.tailer.header(src):
+                    reader.feed(line, lineno)
+            name = log_path_from_filename(src.path.name)
+            fast = reader.addr_fields == CONN_TUPLE and reader.format != "tsv"
+            stream = _Stream(reader=reader, out_name=f"{name}.log", log=name, fast=fast)
+            self._streams[src.key] = stream
+        return stream
+
+    def _process(self, chunk: Chunk, now: float) -> None:
+        src, stream = chunk.source, self._stream(chunk.source)
+        if chunk.oversized:
+            reason = "line longer than one read; skipped"
+            self._quarantine(stream, chunk.first_lineno, reason, chunk.data, now)
+            out, n, unknown = b"", 0, 0
+        elif (
+            stream.fast
+            and not stream.held
+            and chunk.data[:1] == b"{"
+            and self._fast_ok(chunk)
+            and (fast := self._fast_chunk(chunk.data)) is not None
+            and not (fast[1] and self.settings.follow and self.settings.hold_unknown > 0)
+        ):
+            (out, unknown), n = fast, chunk.nlines
+        else:
+            out, n, unknown = self._slow_chunk(chunk, stream, now)
+        self._emit(stream, out, n, unknown, now)
+        if not stream.held:
+            src.safe_offset, src.safe_lineno = chunk.end, chunk.first_lineno + chunk.nlines - 1
+        self._counts["lines"] += chunk.nlines
+        self._counts["bytes"] += chunk.end - chunk.start
+        self.metrics.lines_read.labels(stream.log).inc(chunk.nlines)
+        if stream.reader.closed:
+            self.tailer.finish(src)
+
+    def _fast_ok(self, chunk: Chunk) -> bool:
+        """Can this chunk take the fast path? Every line must start with ts and the tuple, end with `}`,
+        hold one record only, and the chunk must be valid UTF-8 without NUL bytes."""
+        data, n = chunk.data, chunk.nlines
+        if not data.endswith(b"}\n") or b"\x00" in data:
+            return False
+        if data.count(b"{") != n and data.count(b'{"ts":') != n:  # `{` in strings; or records glued
+            return False
+        if not data.isascii():
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                return False
+        framed = b"\n" + data
+        for pattern in _FAST_PREFIXES:
+            self._fast_matches = pattern.findall(framed)  # anchored after newlines: one per line start
+            if len(self._fast_matches) == n:
+                return True
+        return False
+
+    def _fast_chunk(self, data: bytes) -> tuple[bytes, int] | None:
+        """Enriched lines for a matched chunk and how many endpoints were unknown, or None (use the slow
+        path) when a line does not end with `}` or an endpoint's answer changes within the chunk's
+        time span. No per-line Python: cached fragments are interleaved with the lines by list slicing."""
+        bodies = data.split(b"}\n")  # `}` + newline only ends lines: JSON escapes newlines in strings
+        if len(bodies) != len(self._fast_matches) + 1:
+            return None
+        bodies.pop()
+        generation = self.enricher.inventory.generation
+        if generation != self._generation:
+            self._orig.clear()
+            self._resp.clear()
+            self._generation = generation
+        ts_b, ohs, rhs = zip(*self._fast_matches)
+        stamps = list(map(float, ts_b))
+        first, last = min(stamps), max(stamps)
+        origs = self._orig.answers(ohs, first, last, self.enricher)
+        resps = self._resp.answers(rhs, first, last, self.enricher) if origs is not None else None
+        if resps is None:
+            return None
+        self._last_ts = stamps[-1]
+        unknown = sum(map(_UNKNOWN_OF, origs)) + sum(map(_UNKNOWN_OF, resps))
+        out: list[bytes] = [b""] * (3 * len(bodies))
+        out[0::3], out[1::3], out[2::3] = bodies, list(map(_BYTES_OF, origs)), list(map(_BYTES_OF, resps))
+        return b"".join(out), unknown
+
+    def _slow_chunk(self, chunk: Chunk, stream: _Stream, now: float) -> tuple[bytes, int, int]:
+        """Line by line with the full parser: exact errors, and holding of unknown addresses."""
+        parts: list[bytes] = []
+        offset, hold = chunk.start, self.settings.hold_unknown if self.settings.follow else 0.0
+        self._last_ts = None
+        for i, line in enumerate(chunk.lines):
+            lineno, start = chunk.first_lineno + i, offset
+            offset += len(line) + 1
+            record = stream.reader.feed(line, lineno)
+            if record is None:
+                continue
+            if isinstance(record, LineError):
+                self._quarantine(stream, lineno, record.reason, line, now)
+                continue
+            keep = record if stream.reader.format == "tsv" else None
+            if stream.held:
+                stream.held.append(_Held(now + hold, start, lineno, line, keep))
+                self._held_total += 1
+                continue
+            out = self._render(stream, line, record)
+            if hold > 0 and _UNKNOWN in out:
+                stream.held.append(_Held(now + hold, start, lineno, line, keep))
+                self._held_total += 1
+                chunk.source.safe_offset, chunk.source.safe_lineno = start, lineno - 1
+                continue
+            parts.append(out)
+        out = b"".join(parts)
+        return out, len(parts), out.count(_UNKNOWN)
+
+    def _render(self, stream: _Stream, line: bytes, record: dict) -> bytes:
+        """One enriched JSON line: the raw JSON line plus fields, or a TSV record serialised."""
+        fields = self.enricher.fields_for(record, stream.reader.addr_fields)
+        ts = record.get("ts")
+        self._last_ts = ts if isinstance(ts, float) else self._last_ts
+        if stream.reader.format == "tsv":
+            record.update(fields)
+            return orjson.dumps(record) + b"\n"
+        body = line.rstrip()
+        if not fields:
+            return body + b"\n"
+        extra = orjson.dumps(fields)
+        return body[:-1] + (b"," if body != b"{}" else b"") + extra[1:] + b"\n"
+
+    def _emit(self, stream: _Stream, out: bytes, n: int, unknown: int, now: float) -> None:
+        if not out:
+            return
+        self.outputs.writer(stream.out_name).write(out)
+        self._counts["records"] += n
+        self._counts["unresolved"] += unknown
+        self.metrics.records_out.labels(stream.log).inc(n)
+        if unknown:
+            self.metrics.unresolved.labels(stream.log).inc(unknown)
+        if self._last_ts is not None:
+            self.metrics.lag.labels(stream.log).observe(max(now - self._last_ts, 0.0))
+        if self.filter is not None:
+            self._filter(stream, out)
+
+    def _filter(self, stream: _Stream, out: bytes) -> None:
+        selected: list[dict] = []
+        for line in out.splitlines():
+            selected.extend(self.filter.process(orjson.loads(line), stream.log))  # type: ignore[union-attr]
+        self._send(selected)
+
+    def _send(self, records: list[dict]) -> None:
+        if not records:
+            return
+        for sink in self.sinks:
+            sink.send(records)
+        self._counts["incidents"] += len(records)
+        self.metrics.exported.inc(len(records))
+
+    def _quarantine(self, stream: _Stream, lineno: int, reason: str, line: bytes, now: float) -> None:
+        excerpt = line[:480].decode("utf-8", "backslashreplace").rstrip("\r\n")[:120]
+        source = stream.reader.source
+        self._counts["errors"] += 1
+        self.metrics.parse_errors.labels(Path(source).name).inc()
+        if self._quarantine_to_log:
+            log.warning("%s:%d: %s: %s", source, lineno, reason, excerpt)
+            return
+        entry = quarantine_entry(source=source, lineno=lineno, reason=reason, excerpt=excerpt, ts=now)
+        self.outputs.writer(QUARANTINE_NAME).write(entry)
+
+    # --- holding -----------------------------------------------------------------------------
+    def _release(self, now: float, everything: bool = False) -> None:
+        """Emit held records whose address became known, whose time is up, or beyond the cap."""
+        if not self._held_total:
+            self.metrics.held.set(0)
+            return
+        for key, stream in self._streams.items():
+            src = self.tailer.sources.get(key)
+            parts: list[bytes] = []
+            while stream.held:
+                item = stream.held[0]
+                record = item.record if item.record is not None else orjson.loads(item.line)
+                out = self._render(stream, item.line, dict(record))
+                overdue = everything or now >= item.deadline or self._held_total > self.settings.max_held
+                if _UNKNOWN in out and not overdue:
+                    break
+                parts.append(out)
+                stream.held.popleft()
+                self._held_total -= 1
+            out = b"".join(parts)
+            self._emit(stream, out, len(parts), out.count(_UNKNOWN), now)
+            if src is not None:
+                if stream.held:
+                    src.safe_offset, src.safe_lineno = stream.held[0].start, stream.held[0].lineno - 1
+                else:
+                    src.safe_offset, src.safe_lineno = src.read_offset, src.read_lineno
+        self.metrics.held.set(self._held_total)
+
+    # --- commits -----------------------------------------------------------------------------
+    def commit(self, now: float) -> None:
+        """Flush + fsync outputs and sinks, then replace the checkpoint; then rotate what is due."""
+        marks = self.outputs.sync_all()
+        for sink in self.sinks:
+            sink.flush()
+        if self.store is not None:
+            self.store.save(Checkpoint(sources=self.tailer.marks(), outputs=marks, written=now))
+            self.metrics.commits.inc()
+            self.metrics.commit_time.set(now)
+        self.outputs.rotate_due(now)
+
+    # --- the loop ----------------------------------------------------------------------------
+    def run(self) -> EnrichStats:
+        started = time.monotonic()
+        self.outputs.recover()
+        follow = self.settings.follow
+        if follow:
+            self.tailer.start_events()
+        last_commit = last_progress = time.time()
+        try:
+            while True:
+                now = time.time()
+                if self.before_turn is not None:
+                    self.before_turn()
+                self.tailer.scan(now)
+                self.metrics.ready = True
+                moved = self._turn(now)
+                self._release(now, everything=not follow)
+                self._update_gauges()
+                self.metrics.beat()
+                if self.progress is not None and now - last_progress >= 1.0:
+                    self.progress(self._stats(started), self._total_bytes())
+                    last_progress = now
+                if not follow and not moved:
+                    break
+                if now - last_commit >= self.settings.commit_interval:
+                    self.commit(now)
+                    last_commit = now
+                if self.stop.is_set() or getattr(self.outputs, "broken", False):
+                    break
+                if not moved:
+                    self.outputs.flush_all()  # visible now; durable at the next commit
+                    self.tailer.wait(self._wait_time(now))
+            self._release(time.time(), everything=True)
+            if self.filter is not None:
+                self._send(self.filter.flush())
+            self.commit(time.time())
+            if not follow and not self.stop.is_set() and not getattr(self.outputs, "broken", False):
+                self._report_incomplete()
+        finally:
+            self.tailer.close()
+            self.outputs.close()
+            for sink in self.sinks:
+                sink.close()
+        return self._stats(started)
+
+    def _turn(self, now: float) -> bool:
+        moved = False
+        for src in self.tailer.pending():
+            for _ in range(self.settings.chunks_per_turn):
+                if self.stop.is_set() or getattr(self.outputs, "broken", False):
+                    return moved
+                chunk = self.tailer.read(src, now)
+                if chunk is None:
+                    break
+                self._process(chunk, now)
+                moved = True
+        return moved
+
+    def _wait_time(self, now: float) -> float:
+        wait = self.settings.poll_interval
+        for stream in self._streams.values():
+            if stream.held:  # look again soon: the inventory may have caught up
+                wait = min(wait, 0.1, max(stream.held[0].deadline - now, 0.01))
+        return wait
+
+    def _update_gauges(self) -> None:
+        self.metrics.sources.set(sum(1 for s in self.tailer.sources.values() if not s.done))
+        self.metrics.source_errors.set(len(self.tailer.errors))
+        if self.inventory_age is not None:
+            self.metrics.staleness.set(self.inventory_age())
+
+    def _total_bytes(self) -> int:
+        return sum(max(s.size_seen, 0) for s in self.tailer.sources.values() if not s.compressed)
+
+    def _report_incomplete(self) -> None:
+        for src in self.tailer.sources.values():
+            if not src.compressed and src.size_seen > src.read_offset and src.current:
+                log.warning(
+                    "%s: %d bytes of an unfinished last line left unread (read again with --state/--follow)",
+                    src.path,
+                    src.size_seen - src.read_offset,
+                )
+
+    def _stats(self, started: float) -> EnrichStats:
+        c = self._counts
+        return EnrichStats(
+            files=len(self._streams),
+            lines=c["lines"],
+            records=c["records"],
+            errors=c["errors"],
+            unresolved=c["unresolved"],
+            bytes_in=c["bytes"],
+            seconds=time.monotonic() - started,
+            incidents=c["incidents"],
+        )
+
+
+def enrich_directory(
+    logdir: Path,
+    outdir: Path | None,
+    enricher: Enricher,
+    follow: bool = False,
+    *,
+    state: Path | None = None,
+    settings: EngineSettings | None = None,
+    tail: TailSettings | None = None,
+    **engine_args: Any,
+) -> EnrichStats:
+    """Enrich every Zeek log in `logdir` into `outdir` (None: stdout); see Engine for the options."""
+    logdir, outdir = Path(logdir), Path(outdir) if outdir is not None else None
+    if outdir is not None and outdir.resolve() == logdir.resolve():
+        raise ConfigError(f"output directory {outdir} is the log directory: choose another one")
+    settings = settings or EngineSettings(follow=follow)
+    if settings.follow != follow and follow:
+        settings = EngineSettings(**{**_fields(settings), "follow": True})
+    tail = tail or TailSettings(log_dir=logdir, settle=1.0 if settings.follow else 0.0)
+    engine = Engine(
+        tail=tail, outdir=outdir, enricher=enricher, settings=settings, state=state, **engine_args
+    )
+    return engine.run()
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__dataclass_fields__}
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class InventoryHandle:
+    """The enricher and its inventory's upkeep: recorded files, or the live cluster."""
+
+    enricher: Enricher
+    live: bool
+    sync: Callable[[], object] = lambda: None  # apply what the cluster watches handed over
+    staleness: Callable[[], float] = lambda: 0.0  # seconds the inventory may lag the cluster
+    close: Callable[[], object] = lambda: None
+
+
+def open_inventory(
+    files: Iterable[Path],
+    *,
+    kubeconfig: str | None = None,
+    settings: InventorySettings | None = None,
+    sync_timeout: float = 60.0,
+) -> InventoryHandle:
+    """An Enricher over recorded inventory files, or (no files) over the live cluster once listed."""
+    files = list(files)
+    inventory = Inventory(settings)
+    if files:
+        from enrich.adapters.inventory_file import load_inventory_files
+
+        inventory.apply_all(load_inventory_files(files))
+        return InventoryHandle(enricher=Enricher(inventory), live=False)
+    from enrich.adapters.cluster import ClusterFeed, ClusterInventory
+    from enrich.adapters.kubewatch import api_client
+
+    cluster = ClusterInventory(ClusterFeed(api_client(kubeconfig or None)), inventory).start()
+    try:
+        cluster.wait_synced(sync_timeout)
+    except BaseException:
+        cluster.stop()
+        raise
+    return InventoryHandle(
+        enricher=Enricher(inventory),
+        live=True,
+        sync=cluster.sync,
+        staleness=lambda: cluster.staleness(time.time()),
+        close=cluster.stop,
+    )
+
+
+def _export_stage(settings: RunSettings) -> tuple[RecordFilter | None, list[Sink]]:
+    """The incident filter and its sinks, when sinks are configured."""
+    if not settings.filter.sinks:
+        return None, []
+    from enrich.adapters.rules_file import load_rules
+    from enrich.adapters.sinks import open_sink
+    from enrich.core.incident import IncidentFilter
+
+    record_filter = IncidentFilter(load_rules(settings.filter.rules), settings.filter.level)
+    sinks: list[Sink] = []
+    try:
+        for spec in settings.filter.sinks:
+            sinks.append(open_sink(spec))
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
+    return record_filter, sinks
+
+
+def run_daemon(settings: RunSettings, stop: threading.Event) -> EnrichStats:
+    """`kubezeek run`: metrics endpoint, inventory, export stage, then the follow loop until `stop`."""
+    from enrich.adapters.metrics import MetricsServer
+
+    metrics = Metrics()
+    server = MetricsServer(metrics, settings.metrics.address, stale_after=settings.metrics.stale_after)
+    if settings.metrics.address:
+        server.start()
+    inv = settings.inventory
+    inventory_settings = InventorySettings(
+        retention=inv.retention, grace=inv.grace, cluster_cidrs=inv.cluster_cidrs or None
+    )
+    try:
+        record_filter, sinks = _export_stage(settings)
+        handle = open_inventory(inv.files, kubeconfig=inv.kubeconfig or None, settings=inventory_settings)
+        src, out = settings.source, settings.output
+        try:
+            engine = Engine(
+                tail=TailSettings(
+                    log_dir=src.log_dir,
+                    archive_dirs=src.archive_dirs,
+                    include=src.include,
+                    exclude=src.exclude,
+                    settle=src.settle,
+                ),
+                outdir=out.dir,
+                enricher=handle.enricher,
+                settings=EngineSettings(
+                    follow=True,
+                    commit_interval=settings.state.commit_interval,
+                    poll_interval=src.poll_interval,
+                    hold_unknown=inv.hold_unknown,
+                    max_held=inv.max_held,
+                ),
+                state=settings.state.path,
+                rotation=RotationPolicy(
+                    max_bytes=out.max_bytes, max_age=out.max_age, keep=out.keep, fsync=out.fsync
+                ),
+                metrics=metrics,
+                record_filter=record_filter,
+                sinks=sinks,
+                stop=stop,
+                inventory_age=handle.staleness,
+                before_turn=handle.sync,
+            )
+            return engine.run()
+        finally:
+            handle.close()
+    finally:
+        server.stop()

@@ -1,0 +1,203 @@
+"""The tailer on real files: rotation by rename and by move, truncation, partial lines, gzip copies."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from enrich.adapters.tailer import Tailer, TailSettings
+from enrich.errors import SourceError
+
+NOW = 1_800_000_000.0
+
+
+def lines(prefix: str, start: int, n: int) -> bytes:
+    return b"".join(f'{{"ts":{start + i},"uid":"{prefix}{start + i}"}}\n'.encode() for i in range(n))
+
+
+def drain(tailer: Tailer, now: float = NOW) -> list[bytes]:
+    """Everything the tailer hands out now, in order, as lines."""
+    tailer.scan(now)
+    out: list[bytes] = []
+    for src in tailer.pending():
+        while (chunk := tailer.read(src, now)) is not None:
+            out.extend(chunk.lines)
+            src.safe_offset, src.safe_lineno = chunk.end, chunk.first_lineno + chunk.nlines - 1
+    return out
+
+
+@pytest.fixture
+def logdir(tmp_path: Path) -> Path:
+    d = tmp_path / "logs"
+    d.mkdir()
+    return d
+
+
+def tailer_for(logdir: Path, **kw) -> Tailer:
+    return Tailer(TailSettings(log_dir=logdir, settle=kw.pop("settle", 0.0), **kw), kw.pop("marks", None))
+
+
+def test_new_files_and_appends_are_read_once_each(logdir: Path) -> None:
+    t = tailer_for(logdir)
+    assert drain(t) == []
+    (logdir / "conn.log").write_bytes(lines("a", 0, 3))
+    assert len(drain(t)) == 3
+    with open(logdir / "conn.log", "ab") as fh:
+        fh.write(lines("a", 3, 2))
+    (logdir / "dns.log").write_bytes(lines("d", 0, 1))
+    assert drain(t) == lines("a", 3, 2).splitlines() + lines("d", 0, 1).splitlines()
+    assert drain(t) == []
+
+
+def test_partial_last_line_waits_until_complete(logdir: Path) -> None:
+    t = tailer_for(logdir)
+    full = lines("a", 0, 2)
+    (logdir / "conn.log").write_bytes(full[:-7])
+    assert drain(t) == full.splitlines()[:1]
+    with open(logdir / "conn.log", "ab") as fh:
+        fh.write(full[-7:])
+    assert drain(t) == full.splitlines()[1:]
+
+
+def test_rotation_by_rename_keeps_identity_and_reads_the_new_current_file(logdir: Path) -> None:
+    t = tailer_for(logdir, settle=0.0)
+    (logdir / "conn.log").write_bytes(lines("a", 0, 2))
+    assert len(drain(t)) == 2
+    with open(logdir / "conn.log", "ab") as fh:
+        fh.write(lines("a", 2, 1))  # written just before rotation, not read yet
+    os.rename(logdir / "conn.log", logdir / "conn.2026-11-22-02-00-00.log")
+    (logdir / "conn.log").write_bytes(lines("b", 0, 2))
+    got = drain(t)
+    assert sorted(got) == sorted(lines("a", 2, 1).splitlines() + lines("b", 0, 2).splitlines())
+    assert drain(t) == []
+
+
+def test_file_moved_to_an_unwatched_archive_is_drained_through_its_descriptor(
+    logdir: Path, tmp_path: Path
+) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    t = tailer_for(logdir)
+    (logdir / "conn.log").write_bytes(lines("a", 0, 1))
+    assert len(drain(t)) == 1
+    with open(logdir / "conn.log", "ab") as fh:
+        fh.write(lines("a", 1, 2))
+    shutil.move(logdir / "conn.log", archive / "conn.2026-11-22-02-00-00.log")
+    assert drain(t) == lines("a", 1, 2).splitlines()
+    assert all(src.done for src in t.sources.values())
+
+
+def test_truncated_file_is_read_again_from_the_start(logdir: Path) -> None:
+    t = tailer_for(logdir)
+    (logdir / "conn.log").write_bytes(lines("a", 0, 3))
+    assert len(drain(t)) == 3
+    with open(logdir / "conn.log", "wb") as fh:  # copytruncate-style: same inode, new content
+        fh.write(lines("b", 0, 1))
+    assert drain(t) == lines("b", 0, 1).splitlines()
+
+
+def test_replaced_file_with_the_same_name_is_a_new_file(logdir: Path) -> None:
+    t = tailer_for(logdir)
+    (logdir / "conn.log").write_bytes(lines("a", 0, 2))
+    assert len(drain(t)) == 2
+    (logdir / "new").write_bytes(lines("b", 0, 5))
+    os.replace(logdir / "new", logdir / "conn.log")
+    assert drain(t) == lines("b", 0, 5).splitlines()
+
+
+def test_gzip_copy_of_a_partly_read_file_goes_on_where_the_original_stopped(logdir: Path) -> None:
+    t = tailer_for(logdir)
+    rotated = logdir / "conn.2026-11-22-02-00-00.log"
+    content = lines("a", 0, 200)
+    cut = content.index(b"\n", 2000) + 1
+    rotated.write_bytes(content[:cut])
+    first = drain(t)
+    assert first and len(first) < 200
+    with open(rotated, "ab") as fh:
+        fh.write(content[cut:])
+    with gzip.open(logdir / "conn.2026-11-22-02-00-00.log.gz", "wb") as gz:
+        gz.write(content)
+    os.utime(logdir / "conn.2026-11-22-02-00-00.log.gz", (NOW - 10, NOW - 10))
+    rotated.unlink()
+    rest = drain(t)
+    assert first + rest == content.splitlines()
+
+
+def test_unseen_gzip_file_is_read_whole(logdir: Path) -> None:
+    with gzip.open(logdir / "dns.2026-11-22-01-00-00.log.gz", "wb") as gz:
+        gz.write(lines("g", 0, 4))
+    os.utime(logdir / "dns.2026-11-22-01-00-00.log.gz", (NOW - 10, NOW - 10))
+    assert drain(tailer_for(logdir)) == lines("g", 0, 4).splitlines()
+
+
+def test_finished_file_hands_out_its_unterminated_last_line(logdir: Path) -> None:
+    (logdir / "conn.2026-11-22-01-00-00.log").write_bytes(lines("a", 0, 2) + b'{"ts":1,"trunc')
+    got = drain(tailer_for(logdir))
+    assert got == [*lines("a", 0, 2).splitlines(), b'{"ts":1,"trunc']
+
+
+def test_own_output_directory_and_non_log_files_are_ignored(logdir: Path) -> None:
+    (logdir / "enriched").mkdir()
+    (logdir / "enriched" / "conn.log").write_bytes(lines("o", 0, 3))
+    (logdir / "stderr.log").write_bytes(b"zeek said something\n")
+    (logdir / "notes.txt").write_bytes(b"x\n")
+    (logdir / "conn.log").write_bytes(lines("a", 0, 1))
+    assert drain(tailer_for(logdir)) == lines("a", 0, 1).splitlines()
+
+
+def test_log_directory_that_disappears_and_comes_back(logdir: Path) -> None:
+    t = tailer_for(logdir)
+    (logdir / "conn.log").write_bytes(lines("a", 0, 1))
+    assert len(drain(t)) == 1
+    shutil.rmtree(logdir)
+    assert drain(t) == []
+    assert not t.log_dir_present
+    logdir.mkdir()
+    (logdir / "conn.log").write_bytes(lines("b", 0, 2))
+    assert drain(t) == lines("b", 0, 2).splitlines()
+    assert t.log_dir_present
+
+
+def test_marks_resume_after_restart_without_rereading(logdir: Path) -> None:
+    t = tailer_for(logdir)
+    (logdir / "conn.log").write_bytes(lines("a", 0, 3))
+    assert len(drain(t)) == 3
+    marks = t.marks()
+    t.close()
+    with open(logdir / "conn.log", "ab") as fh:
+        fh.write(lines("a", 3, 1))
+    again = Tailer(TailSettings(log_dir=logdir, settle=0.0), marks)
+    assert drain(again) == lines("a", 3, 1).splitlines()
+
+
+def test_marks_of_a_file_replaced_while_stopped_do_not_apply(logdir: Path) -> None:
+    t = tailer_for(logdir)
+    (logdir / "conn.log").write_bytes(lines("a", 0, 3))
+    drain(t)
+    marks = t.marks()
+    t.close()
+    (logdir / "conn.log").unlink()
+    (logdir / "conn.log").write_bytes(lines("z", 0, 5))  # may even reuse the inode
+    assert drain(Tailer(TailSettings(log_dir=logdir, settle=0.0), marks)) == lines("z", 0, 5).splitlines()
+
+
+def test_line_longer_than_a_read_is_reported_and_skipped(logdir: Path) -> None:
+    t = Tailer(TailSettings(log_dir=logdir, settle=0.0, chunk_bytes=64))
+    (logdir / "conn.log").write_bytes(b"{" + b"x" * 300 + b"}\n" + lines("a", 0, 1))
+    t.scan(NOW)
+    (src,) = t.pending()
+    big = t.read(src, NOW)
+    assert big is not None and big.oversized and big.end == 303
+    nxt = t.read(src, NOW)
+    assert nxt is not None and nxt.lines == lines("a", 0, 1).splitlines()
+
+
+def test_log_dir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(SourceError, match="not a directory"):
+        Tailer(TailSettings(log_dir=f)).scan(NOW)
