@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 import pandas as pd
+import pyarrow as pa
+from pyarrow import json as pajson
 
 from enrich.errors import QueryError, SourceError
 
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 200_000
+BLOCK_BYTES = 4 * 1024 * 1024
+ARROW_BLOCK = 8 * 1024 * 1024
+# Python types seen in a sample → the Arrow type pyarrow's JSON reader is told to parse.
+_ARROW_TYPES = {
+    frozenset({str}): pa.string(),
+    frozenset({int}): pa.int64(),
+    frozenset({float}): pa.float64(),
+    frozenset({int, float}): pa.float64(),
+    frozenset({bool}): pa.bool_(),
+}
 SAMPLE_LINES = 1000
 # progress(path, bytes_read, bytes_total)
 Progress = Callable[[Path, int, int], None]
@@ -88,51 +101,119 @@ class LogFrames:
         for path in self.paths:
             yield from self._file(path)
 
-    def _file(self, path: Path) -> Iterator[pd.DataFrame]:
+    def _file(self, path: Path) -> Generator[pd.DataFrame, None, None]:
+        skip = 0
+        schema = self._arrow_schema(path) if self.fields is not None and path.suffix != ".gz" else None
+        if schema is not None:
+            stopped_at = yield from self._arrow(path, schema)
+            if stopped_at is None:
+                return
+            skip = stopped_at
+        yield from self._lines(path, skip)
+
+    def _arrow_schema(self, path: Path) -> pa.Schema | None:
+        """Types of the wanted fields from a sample, when pyarrow's fast JSON reader can take them.
+
+        Not when a wanted field holds lists or objects (labels, services), mixes types, or is missing
+        from the sample, nor for TSV: those go through the line-by-line reader.
+        """
+        kinds: dict[str, set[type]] = {f: set() for f in self.fields or ()}
+        with _open(path) as stream:
+            for line in itertools.islice(stream, SAMPLE_LINES):
+                if line[:1] == b"#":
+                    return None
+                try:
+                    record = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    return None
+                self.seen_fields.update(record)
+                for name, found in kinds.items():
+                    if name in record and record[name] is not None:
+                        found.add(type(record[name]))
+        types = [(name, _ARROW_TYPES.get(frozenset(found))) for name, found in sorted(kinds.items())]
+        if not types or any(t is None for _, t in types):
+            return None
+        return pa.schema(types)
+
+    def _arrow(self, path: Path, schema: pa.Schema) -> Generator[pd.DataFrame, None, int | None]:
+        """Frames from pyarrow's JSON reader; on a record it cannot type, the row count to resume at."""
+        options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+        rows = 0
+        total = path.stat().st_size
+        try:
+            with path.open("rb") as stream:
+                reader = pajson.open_json(stream, read_options=pajson.ReadOptions(block_size=ARROW_BLOCK),
+                                          parse_options=options)  # fmt: skip
+                pending: list[pa.RecordBatch] = []
+                for batch in itertools.chain(reader, [None]):
+                    if batch is not None:
+                        pending.append(batch)
+                    if pending and (batch is None or sum(b.num_rows for b in pending) >= self.chunk_rows):
+                        frame = pa.Table.from_batches(pending).to_pandas()
+                        pending = []
+                        frame = frame[[c for c in frame.columns if frame[c].notna().any()]]
+                        rows += len(frame)
+                        self.lines += len(frame)
+                        yield self._counted(frame)
+                        if self.progress:
+                            self.progress(path, stream.tell(), total)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            log.info("%s: reading line by line from record %d on (%s)", path, rows + 1, exc)
+            return rows
+        return None
+
+    def _lines(self, path: Path, skip: int) -> Iterator[pd.DataFrame]:
         total = path.stat().st_size
         with _open(path) as stream:
             first = stream.readline()
-            lines = _chain(first, stream)
-            parse = self._tsv_parser(first) if first.startswith(b"#separator") else self._json
-            rows: list[dict[str, Any]] = []
-            done = seen = 0
-            for line in lines:
-                done += len(line)
-                header = line[:1] == b"#"
-                if not header and line.strip():
-                    seen += 1
-                    self.lines += 1
-                if not header and self.tokens and not all(any(t in line for t in g) for g in self.tokens):
-                    if seen <= SAMPLE_LINES:
-                        parse(line)  # only to learn the field names
-                    continue
-                record = parse(line)
-                if record is None:
-                    continue
-                rows.append(record)
-                if len(rows) >= self.chunk_rows:
-                    yield self._frame(rows)
-                    rows = []
+            tsv = first.startswith(b"#separator")
+            parse = self._tsv_parser(first) if tsv else self._json
+            rest = iter(lambda: stream.readlines(BLOCK_BYTES), [])
+            blocks = itertools.chain([[first] if first else []], rest)
+            columns = _Columns(self.fields)
+            done = lines = 0
+            for block in blocks:
+                done += sum(map(len, block))
+                for line in block:
+                    if line[:1] == b"#" or line.isspace():
+                        if tsv:
+                            parse(line)  # header lines (re)set the fields
+                        continue
+                    lines += 1
+                    if skip:
+                        skip -= 1
+                        lines -= 1
+                        continue
+                    if self.tokens and not all(any(t in line for t in g) for g in self.tokens):
+                        if lines <= SAMPLE_LINES and (record := parse(line)) is not None:
+                            self.seen_fields.update(record)  # only to learn the field names
+                        continue
+                    record = parse(line)
+                    if record is None:
+                        continue
+                    if lines <= SAMPLE_LINES:
+                        self.seen_fields.update(record)
+                    columns.add(record)
+                if columns.rows >= self.chunk_rows:
+                    self.lines, lines = self.lines + lines, 0
+                    yield self._frame(columns)
                     if self.progress:
                         self.progress(path, done, total)
-            if rows:
-                yield self._frame(rows)
+            self.lines += lines
+            if columns.rows:
+                yield self._frame(columns)
             if self.progress:
                 self.progress(path, total, total)
 
-    def _frame(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
-        self.records += len(rows)
-        return pd.DataFrame.from_records(rows)
+    def _frame(self, columns: _Columns) -> pd.DataFrame:
+        return self._counted(columns.take())
 
-    def _keep(self, record: dict[str, Any]) -> dict[str, Any]:
-        self.seen_fields.update(record)
-        if self.fields is None:
-            return record
-        return {k: v for k, v in record.items() if k in self.fields}
+    def _counted(self, frame: pd.DataFrame) -> pd.DataFrame:
+        self.records += len(frame)
+        self.seen_fields.update(frame.columns)
+        return frame
 
     def _json(self, line: bytes) -> dict[str, Any] | None:
-        if not line.strip():
-            return None
         try:
             record = orjson.loads(line)
         except orjson.JSONDecodeError:
@@ -141,7 +222,7 @@ class LogFrames:
         if not isinstance(record, dict):
             self._bad(line)
             return None
-        return self._keep(record)
+        return record
 
     def _bad(self, line: bytes) -> None:
         self.bad_lines += 1
@@ -150,7 +231,41 @@ class LogFrames:
 
     def _tsv_parser(self, first: bytes) -> Callable[[bytes], dict[str, Any] | None]:
         header = _TsvHeader(first)
-        return lambda line: self._keep(record) if (record := header.parse(line)) is not None else None
+        return header.parse
+
+
+class _Columns:
+    """Records gathered column by column, keeping only the wanted fields (all of them when None)."""
+
+    def __init__(self, fields: set[str] | None) -> None:
+        self.fields = sorted(fields) if fields is not None else None
+        self.records: list[dict[str, Any]] = []
+        self.values: dict[str, list[Any]] = {}
+        self.rows = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.records = []
+        self.values = {f: [] for f in self.fields or ()}
+        self.rows = 0
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.rows += 1
+        if self.fields is None:
+            self.records.append(record)
+            return
+        for name, values in self.values.items():
+            values.append(record.get(name))
+
+    def take(self) -> pd.DataFrame:
+        """A frame of what was gathered (fields no record had are left out), and start afresh."""
+        if self.fields is None:
+            frame = pd.DataFrame.from_records(self.records)
+        else:
+            present = {k: v for k, v in self.values.items() if any(x is not None for x in v)}
+            frame = pd.DataFrame(present, index=pd.RangeIndex(self.rows))
+        self._reset()
+        return frame
 
 
 class _TsvHeader:
@@ -222,11 +337,6 @@ def _labels(text: str) -> dict[str, str]:
 
 def _unescape(raw: bytes) -> str:
     return _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), raw).decode("utf-8", "replace")
-
-
-def _chain(first: bytes, rest: IO[bytes]) -> Iterator[bytes]:
-    yield first
-    yield from rest
 
 
 def read_log(paths: list[Path], fields: set[str] | None = None) -> pd.DataFrame:

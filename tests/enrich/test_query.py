@@ -300,3 +300,25 @@ def test_no_match_is_not_an_error(enriched: dict[str, Path]) -> None:
     buffer = io.BytesIO()
     write_result(query(enriched["shop"] / "enriched", namespaces=("nowhere",)), "table", buffer)
     assert buffer.getvalue() == b"(no matching records)\n"
+
+
+def test_fast_reader_and_line_reader_agree_even_when_a_type_changes_late(
+    enriched: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="enrich.adapters.frames")
+    records = [
+        orjson.loads(x) for x in (enriched["compromised"] / "enriched" / "conn.log").read_bytes().splitlines()
+    ]
+    many = [dict(r, uid=f"C{i}") for i in range(30) for r in records]  # > SAMPLE_LINES records
+    (tmp_path / "conn.log").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in many))
+    fields = {"uid", "orig_bytes", "id.resp_h"}
+    fast = read_log([tmp_path / "conn.log"], fields)
+    assert list(fast["uid"]) == [r["uid"] for r in many]
+    assert "line by line" not in caplog.text
+    many[-1]["orig_bytes"] = "not a number"  # after the sample: the typed reader gives up, lines take over
+    (tmp_path / "conn.log").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in many))
+    slow = read_log([tmp_path / "conn.log"], fields)
+    assert list(slow["uid"]) == list(fast["uid"])
+    assert list(slow["orig_bytes"][:-1]) == list(fast["orig_bytes"][:-1])
+    assert slow["orig_bytes"].iloc[-1] == "not a number"
+    assert "reading line by line from record 1 on" in caplog.text
