@@ -4,6 +4,7 @@ in the base and in every rendered overlay."""
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from enrich.adapters.sinks import open_sink
 from tests.conftest import ROOT
 from tests.deploy.manifests import (
     BASE,
+    DEPLOY,
     base_documents,
     container,
     of_kind,
@@ -158,3 +160,13 @@ def test_shipped_rules_are_the_built_in_ruleset() -> None:
     builtin = yaml.safe_load(BUILTIN_RULES.read_text())
     hint = f"re-sync: cp {BUILTIN_RULES.relative_to(ROOT)} {(CONFIG / 'rules.yaml').relative_to(ROOT)}"
     assert shipped == builtin, hint
+
+
+def test_cleanup_debug_profile_points_the_sensor_at_the_host_filesystem() -> None:
+    settings = pytest.importorskip("sensor.settings", reason="sensor settings (issue 6) not available")
+    profile = json.loads((DEPLOY / "tools" / "cleanup-debug.json").read_text())
+    env = {e["name"]: e["value"] for e in profile["env"]}
+    loaded = settings.load_settings(None, env, need_node=False)
+    assert str(loaded.handoff.directory) == "/host/var/run/kubezeek"
+    assert str(loaded.state_file).startswith("/host/var/run/kubezeek/")
+    assert profile["securityContext"]["runAsUser"] == 0

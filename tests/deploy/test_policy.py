@@ -211,6 +211,7 @@ def test_commands_are_the_documented_ones(docs: Docs) -> None:
         "/etc/kubezeek/zeek.zeek",
     ]
     assert zeek[zeek.index("--chdir") + 1] == "/var/log/kubezeek/zeek"
+    assert int(zeek[zeek.index("--keep-hours") + 1]) >= 24, "rotated logs outlive any enricher backlog"
 
 
 def test_termination_grace_covers_sensor_cleanup(docs: Docs) -> None:

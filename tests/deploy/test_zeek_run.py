@@ -109,3 +109,58 @@ def test_usage_errors_exit_2(node: dict[str, Path]) -> None:
         done = subprocess.run(["sh", str(SCRIPT), *args], capture_output=True, text=True, timeout=10)
         assert done.returncode == 2
         assert done.stderr.startswith("zeek-run: ")
+
+
+def test_sweeper_deletes_only_rotated_logs_older_than_the_retention(node: dict[str, Path]) -> None:
+    node["handoff"].write_text('redef KubeZeek::node_name = "n1";\n')
+    (node["sysnet"] / "kz0").mkdir()
+    (node["bin"] / "zeek").write_text("#!/bin/sh\nexec sleep 30\n")
+    logs = node["logs"]
+    logs.mkdir(parents=True)
+    three_hours_ago = time.time() - 3 * 3600
+    old_rotated = logs / "conn.2026-11-22-01-00-00.log"
+    kept = [
+        logs / "conn.2026-11-22-02-00-00.log",
+        logs / "conn.log",
+        logs / ".shadow.conn.log",
+        logs / "notes.txt",
+    ]
+    for path in (old_rotated, *kept):
+        path.write_text("{}\n")
+    for path in (old_rotated, *kept[1:]):
+        os.utime(path, (three_hours_ago, three_hours_ago))
+    env = {
+        "PATH": f"{node['bin']}:{os.environ['PATH']}",
+        "KUBEZEEK_SYS_CLASS_NET": str(node["sysnet"]),
+        "KUBEZEEK_SWEEP_SECONDS": "0.2",
+    }
+    args = [
+        "--file",
+        str(node["handoff"]),
+        "--interface",
+        "kz0",
+        "--chdir",
+        str(logs),
+        "--keep-hours",
+        "1",
+        "--",
+        "zeek",
+    ]
+    with node["err"].open("w") as err:
+        proc = subprocess.Popen(["sh", str(SCRIPT), *args], env=env, stderr=err)
+    try:
+        assert _wait_for(lambda: not old_rotated.exists())
+        assert all(path.exists() for path in kept)
+        assert proc.poll() is None, "zeek keeps running while the sweeper works"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "deleted rotated log older than 1 h: conn.2026-11-22-01-00-00.log" in node["err"].read_text()
+
+
+def test_keep_hours_must_be_a_whole_number() -> None:
+    done = subprocess.run(
+        ["sh", str(SCRIPT), "--keep-hours", "2d", "--", "zeek"], capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert "--keep-hours needs a whole number" in done.stderr
