@@ -35,25 +35,28 @@ def node(tmp_path: Path) -> dict[str, Path]:
     }
 
 
-def _start(node: dict[str, Path]) -> subprocess.Popen[str]:
-    env = {"PATH": f"{node['bin']}:{os.environ['PATH']}", "KUBEZEEK_SYS_CLASS_NET": str(node["sysnet"])}
-    args = [
-        "--file",
-        str(node["handoff"]),
-        "--interface",
-        "kz0",
-        "--chdir",
-        str(node["logs"]),
-        "--",
+def _start(
+    node: dict[str, Path], *options: str, command: tuple[str, ...] | None = None
+) -> subprocess.Popen[str]:
+    """zeek-run waiting for the node's hand-off and kz0, running in the node's log directory."""
+    env = {
+        "PATH": f"{node['bin']}:{os.environ['PATH']}",
+        "KUBEZEEK_SYS_CLASS_NET": str(node["sysnet"]),
+        "KUBEZEEK_SWEEP_SECONDS": "0.2",
+    }
+    wait = ["--file", str(node["handoff"]), "--interface", "kz0", "--chdir", str(node["logs"])]
+    zeek = command or (
         "zeek",
         "-b",
         "-i",
         "af_packet::kz0",
         "/opt/kubezeek/zeek_scripts",
         str(node["handoff"]),
-    ]
+    )
     with node["err"].open("w") as err:
-        return subprocess.Popen(["sh", str(SCRIPT), *args], env=env, stderr=err, text=True)
+        return subprocess.Popen(
+            ["sh", str(SCRIPT), *wait, *options, "--", *zeek], env=env, stderr=err, text=True
+        )
 
 
 def _wait_for(predicate, timeout: float = 10.0) -> bool:
@@ -129,25 +132,7 @@ def test_sweeper_deletes_only_rotated_logs_older_than_the_retention(node: dict[s
         path.write_text("{}\n")
     for path in (old_rotated, *kept[1:]):
         os.utime(path, (three_hours_ago, three_hours_ago))
-    env = {
-        "PATH": f"{node['bin']}:{os.environ['PATH']}",
-        "KUBEZEEK_SYS_CLASS_NET": str(node["sysnet"]),
-        "KUBEZEEK_SWEEP_SECONDS": "0.2",
-    }
-    args = [
-        "--file",
-        str(node["handoff"]),
-        "--interface",
-        "kz0",
-        "--chdir",
-        str(logs),
-        "--keep-hours",
-        "1",
-        "--",
-        "zeek",
-    ]
-    with node["err"].open("w") as err:
-        proc = subprocess.Popen(["sh", str(SCRIPT), *args], env=env, stderr=err)
+    proc = _start(node, "--keep-hours", "1", command=("zeek",))
     try:
         assert _wait_for(lambda: not old_rotated.exists())
         assert all(path.exists() for path in kept)
