@@ -96,7 +96,7 @@ def run_zeek(
     if proc.returncode != 0:
         cause = _last_line(proc.stderr) or _last_line(proc.stdout) or "no message"
         raise ReplayError(f"zeek failed on {pcap} (exit status {proc.returncode}): {cause}")
-    logs = tuple(sorted(p.name for p in logdir.glob("*.log") if p.is_file()))
+    logs = tuple(sorted(p.name for p in logdir.glob("*.log") if p.is_file() and not p.name.startswith(".")))
     if not logs:
         raise ReplayError(f"zeek wrote no logs for {pcap} ({zeek} exited 0)")
     return ZeekRun(binary=zeek, logdir=logdir, logs=logs)
