@@ -1,8 +1,9 @@
 """The incident filter: rules at a level, threshold detections, cross-node dedupe, per-pod rate limits.
 
 `IncidentFilter(ruleset, level).process(record, path)` returns the records to export now, each a copy
-of the input with `incident.rules` (names of the matching rules at or above the level) and
-`incident.severity` (the highest of them). Only record time (`ts`) is used:
+of the input with `incident.rules` (names of the matching rules at or above the level),
+`incident.severity` (the highest of them) and `_path` (the Zeek log, when the record lacks it).
+Only record time (`ts`) is used:
 
 - dedupe: a selected record is held for `dedupe_window` seconds of record time (the highest `ts`
   seen so far must pass `ts + window`); the same connection selected from another sensor (field
@@ -79,7 +80,12 @@ def dedupe_key(record: Mapping[str, Any], path: str) -> tuple | None:
         if orig is None or resp is None:
             return None
         base = (orig, record.get("id.orig_p"), resp, record.get("id.resp_p"), record.get("proto"))
-    return (path, base, tuple(repr(record.get(f)) for f in DISCRIMINATORS))
+    key = (path, base, tuple(map(record.get, DISCRIMINATORS)))
+    try:
+        hash(key)
+    except TypeError:  # a list-valued discriminator: compare its spelling instead
+        key = (path, base, tuple(repr(record.get(f)) for f in DISCRIMINATORS))
+    return key
 
 
 def pod_key(record: Mapping[str, Any]) -> tuple:
@@ -227,7 +233,9 @@ class IncidentFilter:
         self.stats.selected += 1
         node = record.get("_node")
         key = dedupe_key(record, path)
-        entry = _Pending(ts=ts, record=dict(record), rules=list(rules), nodes={node}, source=id(record))
+        copy = dict(record)
+        copy.setdefault("_path", path)  # which Zeek log, for sinks (syslog MSGID, SIEM routing)
+        entry = _Pending(ts=ts, record=copy, rules=list(rules), nodes={node}, source=id(record))
         if key is None:
             self._emit(entry, out)
             return

@@ -81,7 +81,7 @@ def test_selected_records_keep_every_field_and_input_is_not_changed() -> None:
     before = dict(record)
     (out,) = run(IncidentFilter(load_rules("incident")), [(record, "conn")])
     assert record == before
-    assert {k: v for k, v in out.items() if not k.startswith("incident.")} == before
+    assert {k: v for k, v in out.items() if not k.startswith("incident.")} == {**before, "_path": "conn"}
     assert out["incident.rules"] == ["pod-egress-external"]
 
 

@@ -1,0 +1,127 @@
+"""Benchmark of the incident filter: records/s through the full built-in ruleset vs an orjson parse-only loop.
+
+Builds N enriched records from the real enriched scenario logs (pcaps/*.zeek enriched with their
+recorded inventories by `kubezeek enrich`), resampled with unique uids, increasing ts and 500
+distinct pods so detections, dedupe and rate limits keep realistic state. In one run it measures:
+
+  * baseline: `orjson.loads` on every line;
+  * filter at --level low (every rule evaluated, incl. thresholds), medium (default) and high:
+    `orjson.loads` + `IncidentFilter.process` per line + `flush()`;
+  * the same at level medium plus JSON-lines serialisation of the exported records (what a sink does).
+
+    .venv/bin/python bench/bench_filter.py            # 500,000 records
+    .venv/bin/python bench/bench_filter.py --quick    # 100,000 records
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+from click.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from enrich.adapters.rules_file import load_rules  # noqa: E402
+from enrich.cli import main  # noqa: E402
+from enrich.core.incident import IncidentFilter  # noqa: E402
+
+
+def scenario_records(workdir: Path) -> list[tuple[str, dict]]:
+    out = []
+    for name in ("shop", "compromised", "churn"):
+        target = workdir / name
+        args = ["enrich", str(ROOT / "pcaps" / f"{name}.zeek" / "json"), "-o", str(target)]
+        result = CliRunner().invoke(
+            main, [*args, "--inventory", str(ROOT / "pcaps" / f"{name}.inventory.jsonl")]
+        )
+        if result.exit_code:
+            raise SystemExit(result.output)
+        for log in sorted(target.iterdir()):
+            out += [(log.stem, orjson.loads(line)) for line in log.read_bytes().splitlines()]
+    return out
+
+
+def dataset(n: int, seeds: list[tuple[str, dict]]) -> list[tuple[str, bytes]]:
+    rng = random.Random(7)
+    lines = []
+    ts = 1763700000.0
+    for i in range(n):
+        path, base = seeds[rng.randrange(len(seeds))]
+        record = dict(base)
+        ts += 0.002
+        record["ts"] = round(ts, 6)
+        record["uid"] = f"C{i:012d}"
+        if "orig_k8s.name" in record:
+            record["orig_k8s.name"] = f"{record['orig_k8s.name']}-{i % 500}"
+        if "id.orig_p" in record:
+            record["id.orig_p"] = 1024 + rng.randrange(60000)
+        if "community_id" in record:
+            record["community_id"] = f"1:{i:020d}="
+        lines.append((path, orjson.dumps(record)))
+    return lines
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def run(n: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        lines = dataset(n, scenario_records(Path(tmp)))
+    ruleset = load_rules("incident")
+    results: list[tuple[str, float, int]] = []
+
+    def parse_only() -> None:
+        for _, line in lines:
+            orjson.loads(line)
+
+    results.append(("orjson.loads only (baseline)", timed(parse_only), 0))
+    for level in ("low", "medium", "high"):
+        flt = IncidentFilter(ruleset, level)
+        exported = []
+
+        def filtered(flt=flt, exported=exported) -> None:
+            for path, line in lines:
+                exported.extend(flt.process(orjson.loads(line), path))
+            exported.extend(flt.flush())
+
+        results.append((f"parse + filter, level {level}", timed(filtered), len(exported)))
+    flt = IncidentFilter(ruleset, "medium")
+    count = [0]
+
+    def with_output() -> None:
+        for path, line in lines:
+            for record in flt.process(orjson.loads(line), path):
+                orjson.dumps(record)
+                count[0] += 1
+        for record in flt.flush():
+            orjson.dumps(record)
+            count[0] += 1
+
+    results.append(("parse + filter medium + serialise", timed(with_output), count[0]))
+    base = results[0][1]
+    print(
+        f"{n:,} enriched records, {len(ruleset.rules)} rules; "
+        f"Python {platform.python_version()}, {platform.machine()}"
+    )
+    print(f"{'measurement':<36} {'seconds':>8} {'records/s':>12} {'vs baseline':>12} {'exported':>9}")
+    for name, seconds, exported in results:
+        print(f"{name:<36} {seconds:8.2f} {n / seconds:12,.0f} {seconds / base:11.1f}x {exported:9,}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=500_000)
+    parser.add_argument("--quick", action="store_true", help="100,000 records")
+    args = parser.parse_args()
+    run(100_000 if args.quick else args.records)
