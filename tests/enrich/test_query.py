@@ -12,16 +12,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from enrich.adapters.frames import LogFrames, log_name, read_log
-from enrich.adapters.inventory_file import load_inventory_files
+from enrich.adapters.frames import LogFrames, read_log
 from enrich.adapters.query import csv_text, run_query, write_result
-from enrich.adapters.rules_file import load_rules
 from enrich.cli import main
-from enrich.core.enrichment import Enricher
-from enrich.core.incident import IncidentFilter
-from enrich.core.inventory import Inventory
 from enrich.core.querylang import Query, parse_comparison, parse_endpoint, parse_time_range
-from enrich.pipeline import enrich_directory
 from tests.conftest import SCENARIOS, scenario_paths
 
 WORKER_POD = "worker-7f9d6c5b4-zx81m"
@@ -29,20 +23,19 @@ WORKER_IP = "10.244.1.44"
 
 
 def build_enriched(name: str, root: Path) -> Path:
-    """A bundled scenario through the real pipeline: ROOT/NAME/enriched/*.log, ROOT/NAME/incidents/."""
+    """A bundled scenario through the real CLI: `kubezeek enrich` into ROOT/NAME/enriched/*.log, then
+    `kubezeek filter --level low` into ROOT/NAME/incidents/incidents.jsonl."""
     paths = scenario_paths(name)
-    inventory = Inventory()
-    inventory.apply_all(load_inventory_files([paths["watch"]]))
     out = root / name
-    enrich_directory(paths["json_logs"], out / "enriched", Enricher(inventory))
-    incident_filter = IncidentFilter(load_rules(), "low")
-    selected: list[dict] = []
-    for path in sorted((out / "enriched").glob("*.log")):
-        for line in path.read_bytes().splitlines():
-            selected += incident_filter.process(orjson.loads(line), log_name(path))
-    selected += incident_filter.flush()
+    runner = CliRunner()
+    enriched = out / "enriched"
+    args = ["enrich", str(paths["json_logs"]), "-o", str(enriched), "--inventory", str(paths["watch"])]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
     (out / "incidents").mkdir()
-    (out / "incidents" / "incidents.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in selected))
+    sink = f"file:{out / 'incidents' / 'incidents.jsonl'}"
+    result = runner.invoke(main, ["filter", str(enriched), "--level", "low", "--sink", sink])
+    assert result.exit_code == 0, result.output
     return out
 
 
