@@ -136,7 +136,7 @@ def test_trace_gives_json_logs_with_node_and_community_id(tmp_path: Path) -> Non
         str(PCAPS / "shop.pcap"),
         str(PACKAGE),
         str(PACKAGE / "offline.zeek"),
-        "local.zeek",
+        str(tmp_path / "local.zeek"),
     )
     assert done.returncode == 0, done.stderr
     for log in ("conn", "dns", "http", "ssl"):
@@ -168,7 +168,7 @@ def test_no_node_field_when_no_node_name_is_known(tmp_path: Path) -> None:
 @needs_zeek
 def test_rotation_renames_logs_in_place_with_the_documented_names(tmp_path: Path) -> None:
     (tmp_path / "local.zeek").write_text(HANDOFF)
-    done = _zeek(tmp_path, "-b", "-r", str(PCAPS / "shop.pcap"), str(PACKAGE), "local.zeek")
+    done = _zeek(tmp_path, "-b", "-r", str(PCAPS / "shop.pcap"), str(PACKAGE), str(tmp_path / "local.zeek"))
     assert done.returncode == 0, done.stderr
     names = [p.name for p in tmp_path.iterdir() if p.is_file() and not p.name.startswith(".")]
     rotated = {m["path"] for n in names if (m := ROTATED.match(n))}

@@ -138,3 +138,10 @@ def test_package_builds_from_the_image_build_context_with_both_commands_and_the_
 
 def _ignore(copy: object) -> dict[str, object]:
     return {"ignore": shutil.ignore_patterns("__pycache__")} if copy is shutil.copytree else {}
+
+
+def test_daemonset_runs_the_entrypoint_and_package_the_zeek_image_installs() -> None:
+    steps = _instructions(ZEEK_IMAGE)
+    command = container(base_documents(), "zeek")["command"]
+    assert ("COPY", f"deploy/images/zeek-run.sh {command[0]}") in steps
+    assert "/opt/kubezeek/zeek_scripts" in command
