@@ -5,9 +5,46 @@ Exit codes: 0 success, 1 a kubezeek error (one line on stderr), 2 usage error.
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
 import click
 
 from enrich import __version__
+from enrich.errors import KubezeekError
+from sensor.runner import cleanup_node, run_sensor
+from sensor.settings import SensorSettings, load_settings
+
+log = logging.getLogger("sensor")
+
+
+# enrich.cli.base has the same two helpers, but importing it runs enrich/cli/__init__.py, which loads the
+# whole analyst CLI (pandas, matplotlib...) into the node agent; these are the sensor's lean copies.
+def maps_errors(func):
+    """Turn a KubezeekError into `TypeName: message` on stderr and exit 1 (no traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except KubezeekError as exc:
+            click.echo(f"{type(exc).__name__}: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def setup_logging(verbose: int = 0) -> None:
+    """Logs go to stderr."""
+    level = logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
 
 HELP = """kubezeek-sensor: mirror the traffic of selected pods on this node to Zeek's capture interface.
 
@@ -27,3 +64,51 @@ Every option can also be set by environment variable KUBEZEEK_SENSOR_<COMMAND>_<
 @click.version_option(__version__, prog_name="kubezeek-sensor")
 def main() -> None:
     """kubezeek-sensor's entry point."""
+
+
+def _settings(config: Path | None, overrides: dict, *, need_node: bool = True) -> SensorSettings:
+    settings = load_settings(config, os.environ, overrides, need_node=need_node)
+    log.info("effective config: %s", json.dumps(settings.describe(), default=str, sort_keys=True))
+    return settings
+
+
+@main.command()
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), help="sensor.yaml")
+@click.option("--node-name", help="this node (default: NODE_NAME from the downward API)")
+@click.option("--kubeconfig", help="kubeconfig file (default: in-cluster config)")
+@click.option("--metrics-address", help="HOST:PORT for /metrics and /healthz ('' disables)")
+@click.option("--reconcile-interval", type=float, help="seconds between full reconciles")
+@click.option("--dry-run", is_flag=True, help="print the plan (desired vs actual -> actions); touch nothing")
+@click.option("--once", is_flag=True, help="reconcile once and exit (mirrors stay in place)")
+@click.option("--keep", is_flag=True, help="on SIGTERM leave mirrors and kz0 in place")
+@click.option("-v", "--verbose", count=True, help="more logging")
+@maps_errors
+def run(config, node_name, kubeconfig, metrics_address, reconcile_interval, dry_run, once, keep, verbose):
+    """Watch this node's pods and keep their tc mirrors to kz0 in place; SIGTERM removes them.
+
+    Exit codes: 0 stopped cleanly, 1 a kubezeek error (bad config, API refused, netlink failed).
+    """
+    setup_logging(verbose)
+    overrides = {"node_name": node_name, "kubeconfig": kubeconfig, "metrics_address": metrics_address}
+    overrides["reconcile_interval"] = reconcile_interval
+    settings = _settings(config, overrides)
+    result = run_sensor(settings, dry_run=dry_run, once=once or dry_run, keep=keep)
+    for line in result:
+        click.echo(line)
+
+
+@main.command()
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), help="sensor.yaml")
+@click.option("--dry-run", is_flag=True, help="print what would be removed; touch nothing")
+@click.option("-v", "--verbose", count=True, help="more logging")
+@maps_errors
+def cleanup(config, dry_run, verbose):
+    """Remove everything the sensor created (tc filters, its clsact qdiscs, kz0, hand-off files).
+
+    Finds them by their marks (priority range + classid, kz0's alias) and the ledger file.
+    Exit codes: 0 removed (or nothing to remove), 1 something could not be removed.
+    """
+    setup_logging(verbose)
+    settings = _settings(config, {}, need_node=False)
+    for line in cleanup_node(settings, dry_run=dry_run):
+        click.echo(line)

@@ -1,0 +1,169 @@
+"""The real sensor process on real network namespaces: exactly once, churn, drift, nothing left behind."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import signal
+import subprocess
+import urllib.request
+
+from tests.sensor.capture import Capture, icmp_echoes, payloads, tcp_segments
+from tests.sensor.conftest import SensorProcess, pod_object
+from tests.sensor.podnet import NetPod, host_snapshot
+from tests.support.fakeapi import wait_for
+
+OURS = "pref 6"  # our priorities are 61440..65534: "pref 6xxxx" in tc's output
+
+
+def hexip(ip: str) -> str:
+    return f"{int(ipaddress.ip_address(ip)):08x}"
+
+
+def tc_filters(dev: str, direction: str) -> str:
+    return subprocess.run(
+        ["tc", "filter", "show", "dev", dev, direction], capture_output=True, text=True
+    ).stdout
+
+
+def exchange(cap: Capture, a, b, tag: str, port: int, ident: int) -> dict:
+    """Ping, TCP and UDP from a to b; returns what was captured of each."""
+    a.run("ping", b.ip, "3", str(ident))
+    server = b.spawn("tcp-serve", str(port))
+    assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+    a.run("tcp", b.ip, str(port), f"{tag}tcp")
+    server.wait(10)
+    a.run("udp", b.ip, "9999", f"{tag}udp", "4")
+    packets = cap.sync(a, b.ip)
+    return {
+        "icmp": icmp_echoes(packets, ident),
+        "tcp": tcp_segments(packets, port),
+        "udp": payloads(packets, f"{tag}udp"),
+    }
+
+
+def assert_exactly_once(seen: dict) -> None:
+    assert seen["icmp"] == {(t, s): 1 for t in (0, 8) for s in range(3)}, seen["icmp"]
+    assert seen["tcp"] and set(seen["tcp"].values()) == {1}, seen["tcp"]
+    assert sum("S" in key[6] for key in seen["tcp"]) == 2  # SYN and SYN-ACK, once each
+    assert seen["udp"] == {f"{k}": 1 for k in (f"{seen['tag']}udp-{i}" for i in range(4))}, seen["udp"]
+
+
+def test_routed_pods_mirrored_exactly_once_and_churn_followed(routed, api, sensors, tmp_path):
+    a, b, c, d = routed.add_many(["a", "b", "c", "d"])
+    labels = {"a": "web", "b": "web", "c": "db", "d": "other"}
+    for pod in (a, b, c, d):
+        api.add("pods", pod_object(pod, labels={"app": labels[pod.name]}))
+    host = pod_object(NetPod(name="agent", netns="-", ip="192.0.2.2", host_if="-"), labels={"app": "web"})
+    host["spec"]["hostNetwork"] = True
+    api.add("pods", host)  # a hostNetwork pod: reported, not mirrored
+    api.add(
+        "pods",
+        pod_object(NetPod(name="ghost", netns="g", ip="10.254.9.9", host_if="-"), labels={"app": "web"}),
+    )
+    other = NetPod(name="elsewhere", netns="e", ip="10.254.9.10", host_if="-")
+    api.add("pods", pod_object(other, labels={"app": "web"}, node="other-node"))  # not this node's
+    before = host_snapshot(routed.token)
+    sensor = SensorProcess(tmp_path, api, routed, selection="{label_selector: 'app in (web)'}")
+    sensors.append(sensor.start())
+    sensor.wait_mirrored(2)
+    assert sensor.metric("kubezeek_sensor_pods", state="host_network") == 1
+    assert sensor.metric("kubezeek_sensor_pod_failures", reason="interface-not-found") == 1
+    assert sensor.metric("kubezeek_sensor_pods", state="selected") == 3  # a, b, ghost
+    local = (sensor.handoff / "local.zeek").read_text()
+    assert "redef Site::local_nets += { 10.0.0.0/8, [fd00:10::]/108 };" in local
+    assert 'redef KubeZeek::node_name = "node-test";' in local
+    assert "KUBEZEEK_CAPTURE_INTERFACE=" + routed.capture in (sensor.handoff / "capture.env").read_text()
+    with urllib.request.urlopen(f"http://127.0.0.1:{sensor.port}/healthz", timeout=5) as r:
+        assert r.status == 200
+
+    with Capture(routed.capture) as cap:
+        seen = exchange(cap, a, b, "ab", 8080, 101)  # both ends selected, same node
+        c.run("udp", a.ip, "9999", "ca", "3")  # unselected -> selected
+        c.run("udp", d.ip, "9999", "cd", "3")  # unselected -> unselected
+        d.run("ping", c.ip, "2", "102")
+        packets = cap.sync(a, b.ip)
+    assert_exactly_once({**seen, "tag": "ab"})
+    assert payloads(packets, "ca") == {f"ca-{i}": 1 for i in range(3)}
+    assert not payloads(packets, "cd")
+    assert not icmp_echoes(packets, 102)
+
+    # A label change starts mirroring c, without a restart; c <-> a is then between two selected pods.
+    api.modify("pods", pod_object(c, labels={"app": "web"}))
+    sensor.wait_mirrored(3)
+    with Capture(routed.capture) as cap:
+        c.run("udp", d.ip, "9999", "cd2", "3")
+        seen = exchange(cap, c, a, "ca2", 8081, 103)
+        packets = cap.sync(c, a.ip)
+    assert payloads(packets, "cd2") == {f"cd2-{i}": 1 for i in range(3)}
+    assert_exactly_once({**seen, "tag": "ca2"})
+
+    # Opt-out by annotation, then a deleted pod: their filters go, the others' pass lists follow.
+    api.modify("pods", pod_object(a, labels={"app": "web"}, annotations={"kubezeek.io/monitor": "false"}))
+    api.delete("pods", "b", namespace="shop")
+    sensor.wait_mirrored(1)
+    wait_for(
+        lambda: OURS not in tc_filters(a.host_if, "ingress") + tc_filters(b.host_if, "egress"), 10, "gone"
+    )
+    # c's egress passes only c's own address now (a and b are no longer mirrored at their veths).
+    only_c = [f"{hexip(c.ip)}/ffffffff"]
+    wait_for(
+        lambda: re.findall(r"match (\S+) at 12", tc_filters(c.host_if, "egress")) == only_c, 10, "c's pass"
+    )
+
+    # Drift: someone removes our ingress mirror; the reconcile loop puts it back.
+    subprocess.run(["tc", "filter", "del", "dev", c.host_if, "ingress", "prio", "65534"], check=True)
+    assert OURS not in tc_filters(c.host_if, "ingress")
+    wait_for(lambda: "mirred" in tc_filters(c.host_if, "ingress"), 10, "ingress mirror repaired")
+
+    assert sensor.stop(signal.SIGTERM) == 0
+    assert host_snapshot(routed.token) == before, sensor.stderr[-3000:]
+    assert not (sensor.handoff / "local.zeek").exists()
+
+
+def test_bridged_pods_mirrored_once_and_cleanup_after_crash(bridged, api, sensors, tmp_path):
+    a, b, c, d = bridged.add_many(["a", "b", "c", "d"])
+    for pod in (a, b):
+        api.add("pods", pod_object(pod, annotations={"kubezeek.io/monitor": "true"}))
+    for pod in (c, d):
+        api.add("pods", pod_object(pod))
+    before = host_snapshot(bridged.token)
+    sensor = SensorProcess(tmp_path, api, bridged, selection="{mode: opt-in}")
+    sensors.append(sensor.start())
+    sensor.wait_mirrored(2)
+    with Capture(bridged.capture) as cap:
+        seen = exchange(cap, a, b, "ab", 8080, 201)
+        c.run("udp", b.ip, "9999", "cb", "3")
+        c.run("udp", d.ip, "9999", "cd", "3")
+        packets = cap.sync(a, b.ip)
+    assert_exactly_once({**seen, "tag": "ab"})
+    assert payloads(packets, "cb") == {f"cb-{i}": 1 for i in range(3)}
+    assert not payloads(packets, "cd")
+
+    # A crash leaves everything in place; `cleanup` finds it by its marks and the ledger.
+    assert sensor.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert OURS in tc_filters(a.host_if, "ingress")
+    dry = sensor.command("cleanup", "--dry-run")
+    assert dry.returncode == 0 and "would del-filter" in dry.stdout, dry.stderr
+    assert OURS in tc_filters(a.host_if, "ingress")
+    done = sensor.command("cleanup")
+    assert done.returncode == 0, done.stderr
+    assert f"delete {bridged.capture}" in done.stdout
+    assert host_snapshot(bridged.token) == before
+    again = sensor.command("cleanup")
+    assert again.returncode == 0 and "nothing to clean up" in again.stdout
+
+
+def test_dry_run_prints_the_plan_and_touches_nothing(routed, api, tmp_path):
+    a, b = routed.add_many(["a", "b"])
+    for pod in (a, b):
+        api.add("pods", pod_object(pod))
+    before = host_snapshot(routed.token)
+    sensor = SensorProcess(tmp_path, api, routed)
+    out = sensor.command("run", "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert f"mirror shop/a: label-selector via {a.host_if} (routed)" in out.stdout
+    assert f"add-filter {a.host_if} ingress prio 65534 mirror" in out.stdout
+    assert f"add-filter {b.host_if} egress prio 61440 pass {a.ip}/32" in out.stdout
+    assert host_snapshot(routed.token) == before
+    assert not sensor.handoff.exists()
