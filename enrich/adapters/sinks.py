@@ -53,15 +53,21 @@ class Transport(Protocol):
 
 
 class Sink(Protocol):
-    """What the filter CLI and the pipeline write to."""
+    """What the filter CLI and the pipeline write to.
+
+    `send` never blocks on a peer that is down (records queue). `flush(timeout)` makes local output
+    durable and retries queued records for up to `timeout` seconds (0: one attempt if the backoff
+    allows, so a daemon can call it every commit); both return the number still queued.
+    `close` flushes with its timeout and releases the sink.
+    """
 
     name: str
 
     def send(self, records: list[dict[str, Any]]) -> None: ...
 
-    def flush(self, timeout: float = 30.0) -> int: ...
+    def flush(self, timeout: float = 0.0) -> int: ...
 
-    def close(self, timeout: float = 30.0) -> int: ...
+    def close(self, timeout: float = 10.0) -> int: ...
 
     def stats(self) -> dict[str, int]: ...
 
@@ -86,14 +92,14 @@ class StreamSink:
             raise SinkError(f"{self.name}: cannot write: {exc}") from exc
         self._written += len(records)
 
-    def flush(self, timeout: float = 30.0) -> int:
+    def flush(self, timeout: float = 0.0) -> int:
         try:
             self._stream.flush()
         except (BrokenPipeError, OSError) as exc:
             raise SinkError(f"{self.name}: cannot write: {exc}") from exc
         return 0
 
-    def close(self, timeout: float = 30.0) -> int:
+    def close(self, timeout: float = 10.0) -> int:
         return self.flush(timeout)
 
     def stats(self) -> dict[str, int]:
@@ -144,15 +150,16 @@ class FileSink:
             raise SinkError(f"{self.name}: cannot write: {exc}") from exc
         self._written += len(records)
 
-    def flush(self, timeout: float = 30.0) -> int:
+    def flush(self, timeout: float = 0.0) -> int:
         if self._handle is not None:
             try:
                 self._handle.flush()
+                os.fsync(self._handle.fileno())
             except OSError as exc:
                 raise SinkError(f"{self.name}: cannot write: {exc}") from exc
         return 0
 
-    def close(self, timeout: float = 30.0) -> int:
+    def close(self, timeout: float = 10.0) -> int:
         self.flush(timeout)
         if self._handle is not None:
             self._handle.close()
@@ -192,12 +199,12 @@ class DeliverySink:
             self._queue.append([encode(r) for r in records])
         self._drain(until=None)
 
-    def flush(self, timeout: float = 30.0) -> int:
+    def flush(self, timeout: float = 0.0) -> int:
         """Keep retrying (with backoff) for up to `timeout` seconds; the number still queued."""
         self._drain(until=self._clock() + timeout)
         return self._queue.pending()
 
-    def close(self, timeout: float = 30.0) -> int:
+    def close(self, timeout: float = 10.0) -> int:
         """Flush, release the peer; the number of records left undelivered (kept when spooled)."""
         remaining = self.flush(timeout)
         self._transport.close()

@@ -159,3 +159,24 @@ def test_bad_specs_fail_clearly(spec: str, problem: str) -> None:
         open_sink(spec)
     assert problem in str(info.value)
     assert "pw" not in str(info.value)
+
+
+def test_backoff_doubles_and_flush_zero_never_waits() -> None:
+    now = [1000.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    port = free_port()
+    sink = open_sink(f"http://127.0.0.1:{port}/?backoff_max=4", clock=lambda: now[0], sleep=sleep)
+    sink.send(recs(0, 1))  # refused: first retry due 0.5 s later
+    assert sink.flush(0) == 1 and slept == []  # a daemon's periodic flush does not block
+    sink.send(recs(1, 2))
+    assert slept == [] and sink.stats()["queued"] == 2
+    assert sink.flush(timeout=20) == 2
+    assert slept[:4] == [0.5, 1.0, 2.0, 4.0] and set(slept[4:]) == {4.0}  # doubling, capped at backoff_max
+    with HttpPeer(port) as peer:
+        assert sink.close(timeout=10) == 0
+    assert [r["n"] for r in peer.records] == [0, 1]
