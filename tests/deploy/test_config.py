@@ -22,6 +22,7 @@ from tests.deploy.manifests import (
     DEPLOY,
     base_documents,
     container,
+    kustomize_binary,
     of_kind,
     render,
     source_params,
@@ -170,3 +171,34 @@ def test_cleanup_debug_profile_points_the_sensor_at_the_host_filesystem() -> Non
     assert str(loaded.handoff.directory) == "/host/var/run/kubezeek"
     assert str(loaded.state_file).startswith("/host/var/run/kubezeek/")
     assert profile["securityContext"]["runAsUser"] == 0
+
+
+def _example(name: str, tmp_path: Path) -> Deployed:
+    if kustomize_binary() is None:
+        pytest.skip("no kustomize binary (deploy/tools/fetch-kustomize.sh)")
+    data, docs = _rendered(DEPLOY / "examples" / name)
+    for file, text in data.items():
+        (tmp_path / file).write_text(text)
+    return Deployed(
+        config=tmp_path, env={n: _literal_env(docs, n) for n in ("sensor", "enricher")}, docs=docs
+    )
+
+
+def test_selected_namespaces_example_mirrors_only_those_namespaces(tmp_path: Path) -> None:
+    selection = _sensor_settings(_example("selected-namespaces", tmp_path)).selection
+    assert selection.namespaces_include == frozenset({"shop", "payments"})
+
+
+def test_strict_level_example_exports_only_high(tmp_path: Path) -> None:
+    assert _run_settings(_example("strict-level", tmp_path)).filter.level == "high"
+
+
+@pytest.mark.parametrize(("name", "prefix"), [("splunk-hec", "https://"), ("syslog", "syslog+")])
+def test_export_examples_add_their_sink_and_keep_the_local_file(
+    name: str, prefix: str, tmp_path: Path
+) -> None:
+    sinks = _run_settings(_example(name, tmp_path)).filter.sinks
+    assert [s for s in sinks if s.startswith(prefix)], sinks
+    assert [s for s in sinks if s.startswith("file:")], sinks
+    if name == "splunk-hec":
+        assert "format=splunk-hec" in sinks[-1]
