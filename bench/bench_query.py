@@ -24,12 +24,7 @@ from pathlib import Path
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from enrich.adapters.inventory_file import load_inventory_files  # noqa: E402
-from enrich.core.enrichment import Enricher  # noqa: E402
-from enrich.core.inventory import Inventory  # noqa: E402
-from enrich.pipeline import enrich_directory  # noqa: E402
+KUBEZEEK = str(Path(sys.executable).parent / "kubezeek")
 
 SCENARIOS = ("shop", "compromised", "churn")
 QUERIES = {  # title: arguments after `kubezeek query LOGS`
@@ -44,12 +39,14 @@ QUERIES = {  # title: arguments after `kubezeek query LOGS`
 
 
 def base_records(workdir: Path) -> list[dict]:
+    """The bundled scenarios' conn records, enriched by `kubezeek enrich` with their inventories."""
     records = []
     for name in SCENARIOS:
-        inventory = Inventory()
-        inventory.apply_all(load_inventory_files([ROOT / "pcaps" / f"{name}.inventory.jsonl"]))
         out = workdir / "base" / name
-        enrich_directory(ROOT / "pcaps" / f"{name}.zeek" / "json", out, Enricher(inventory))
+        logs, inventory = ROOT / "pcaps" / f"{name}.zeek" / "json", ROOT / "pcaps" / f"{name}.inventory.jsonl"
+        subprocess.run(
+            [KUBEZEEK, "enrich", str(logs), "-o", str(out), "--inventory", str(inventory)], check=True
+        )
         records += [orjson.loads(line) for line in (out / "conn.log").read_bytes().splitlines()]
     return records
 
@@ -88,11 +85,10 @@ def generate(path: Path, count: int, workdir: Path) -> None:
 
 
 def run(logs: Path, args: list[str], output: Path, repeat: int) -> tuple[float, int]:
-    kubezeek = [str(Path(sys.executable).parent / "kubezeek")]
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        subprocess.run([*kubezeek, "query", str(logs), *args, "-o", str(output)], check=True)
+        subprocess.run([KUBEZEEK, "query", str(logs), *args, "-o", str(output)], check=True)
         times.append(time.perf_counter() - start)
     rows = sum(1 for _ in output.open("rb"))
     return statistics.median(times), rows

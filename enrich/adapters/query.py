@@ -20,6 +20,7 @@ from enrich.adapters.frames import LogFrames, Progress, log_files
 from enrich.core.querylang import (
     ADDR_FIELD,
     K8S_SUFFIXES,
+    OUTPUT_FORMATS,
     SIDES,
     VIRTUAL_COLUMNS,
     Comparison,
@@ -305,7 +306,7 @@ def sort_frame(frame: pd.DataFrame, query: Query) -> pd.DataFrame:
         )
 
 
-FORMATS = ("table", "jsonl", "csv", "parquet")
+FORMATS = OUTPUT_FORMATS
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _TIME_COLUMNS = ("ts",)
 _TABLE_WIDTH = 48

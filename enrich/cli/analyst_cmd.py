@@ -1,4 +1,7 @@
-"""Analyst views over enriched logs: `kubezeek query`, `kubezeek report`, `kubezeek map`."""
+"""Analyst views over enriched logs: `kubezeek query`, `kubezeek report`, `kubezeek map`.
+
+pandas and matplotlib are imported when one of these commands runs, not when `kubezeek` starts.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,9 @@ from typing import BinaryIO
 
 import click
 
-from enrich.adapters import query as query_adapter
-from enrich.adapters.report import write_report
-from enrich.adapters.servicemap import write_map
 from enrich.cli.base import is_interactive, maps_errors
 from enrich.core.querylang import (
+    OUTPUT_FORMATS,
     Query,
     parse_columns,
     parse_comparison,
@@ -76,15 +77,15 @@ Examples:
 @click.option("--sort", "sort", help="Comma-separated columns to sort by (default: input order).")
 @click.option("--desc", is_flag=True, help="Sort descending.")
 @click.option("--limit", type=click.IntRange(min=0), help="At most this many records.")
-@click.option(
-    "--format", "fmt", type=click.Choice(query_adapter.FORMATS), help="Default: table on a terminal."
-)
+@click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), help="Default: table on a terminal.")
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here, not stdout."
 )
 @maps_errors
 def query_command(logs: tuple[Path, ...], log_name: str, **opts: object) -> None:
     """Run one query and write its records."""
+    from enrich.adapters import query as query_adapter
+
     query = build_query(log_name, opts)
     output: Path | None = opts["output"]  # type: ignore[assignment]
     fmt = str(opts["fmt"] or _default_format(output))
@@ -169,6 +170,8 @@ def report_command(logs: tuple[Path, ...], output: Path, title: str, top: int) -
 
     Reads every enriched log in LOGS (conn, dns, ssl, ... and filtered incident records).
     """
+    from enrich.adapters.report import write_report
+
     summary = write_report(list(logs), output, title=title, top=top)
     click.echo(f"wrote {output} ({summary})", err=True)
 
@@ -188,6 +191,8 @@ def map_command(logs: tuple[Path, ...], output: Path, min_bytes: int) -> None:
     External peers are collapsed into one `external` node (and unknown cluster addresses into `unknown`).
     The image format follows the extension of -o (svg or png).
     """
+    from enrich.adapters.servicemap import write_map
+
     summary = write_map(list(logs), output, min_bytes=min_bytes)
     click.echo(f"wrote {output} ({summary})", err=True)
 

@@ -28,6 +28,7 @@ DEFAULT_COLUMNS = {
     "notice": ("ts", "note", "msg", "src", "dst"),
     "files": ("ts", "fuid", "source", "mime_type", "filename", "total_bytes"),
 }
+OUTPUT_FORMATS = ("table", "jsonl", "csv", "parquet")
 OPERATORS = ("!~", "!=", ">=", "<=", "=", ">", "<", "~")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s)", re.IGNORECASE)
 _UNIT_SECONDS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
