@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -263,6 +264,16 @@ def replay(request: ReplayRequest, notify: Notify = lambda _msg: None) -> Replay
         enriched_files=tuple(out / "enriched" / f.name for f in files),
         summary=summary,
     )
+
+
+def recorded_with(folder: Path) -> str:
+    """What recorded a NAME.zeek/ folder, from its RECORDED_WITH.txt (`Zeek 7.0.11`), or `a real Zeek`."""
+    try:
+        text = (folder / "RECORDED_WITH.txt").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "a real Zeek"
+    found = re.search(r"zeek version (\S+)", text)
+    return f"Zeek {found.group(1)}" if found else "a real Zeek"
 
 
 def demo_request(outdir: Path, scenario: str, pcaps: Path | None = None) -> ReplayRequest:

@@ -241,3 +241,51 @@ def test_summary_does_not_depend_on_record_order() -> None:
 def test_severity_order() -> None:
     assert severity_at_least("high", "medium") and severity_at_least("medium", "medium")
     assert not severity_at_least("low", "medium") and not severity_at_least("bogus", "low")
+
+
+def test_summary_shows_the_first_incident_of_each_rule_most_severe_first() -> None:
+    builder = SummaryBuilder()
+    worker = _pod("orig", "batch", "worker-1", "Deployment/worker")
+    builder.add_incident(
+        {
+            **worker,
+            "ts": 10.0,
+            "id.resp_h": "10.96.0.10",
+            "id.resp_p": 53,
+            "resp_k8s.kind": "service",
+            "resp_k8s.namespace": "kube-system",
+            "resp_k8s.name": "kube-dns",
+            "incident.rules": ["nx"],
+            "incident.severity": "medium",
+        }
+    )
+    builder.add_incident(
+        {
+            **worker,
+            "ts": 20.0,
+            "id.resp_h": "192.0.2.66",
+            "id.resp_p": 4444,
+            "resp_k8s.kind": "external",
+            "incident.rules": ["egress"],
+            "incident.severity": "high",
+        }
+    )
+    builder.add_incident(
+        {
+            **worker,
+            "ts": 30.0,
+            "id.resp_h": "192.0.2.67",
+            "id.resp_p": 4444,
+            "resp_k8s.kind": "external",
+            "incident.rules": ["egress"],
+            "incident.severity": "high",
+        }
+    )
+    builder.add_incident({"ts": 40.0, "src": "10.244.9.9", "src_k8s.kind": "unknown",
+                          "incident.rules": ["notice"], "incident.severity": "low"})  # fmt: skip
+    lines = [e.render() for e in builder.build().examples]
+    assert lines == [
+        "1970-01-01T00:00:20Z  high    egress: batch/worker-1 -> 192.0.2.66 (external) port 4444",
+        "1970-01-01T00:00:10Z  medium  nx: batch/worker-1 -> kube-system/service/kube-dns port 53",
+        "1970-01-01T00:00:40Z  low     notice: 10.244.9.9 (unknown)",
+    ]

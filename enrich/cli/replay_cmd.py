@@ -17,7 +17,15 @@ from pathlib import Path
 import click
 
 from enrich.cli.base import maps_errors
-from enrich.replay import BUNDLED_SCENARIOS, LOG_FORMATS, ReplayRequest, ReplayResult, demo_request, replay
+from enrich.replay import (
+    BUNDLED_SCENARIOS,
+    LOG_FORMATS,
+    ReplayRequest,
+    ReplayResult,
+    demo_request,
+    recorded_with,
+    replay,
+)
 
 SEVERITY_CHOICE = click.Choice(["low", "medium", "high"])
 EXIT_FAIL_ON = 3
@@ -131,7 +139,8 @@ def demo_command(outdir: Path, scenario: str) -> None:  # fmt: skip
     """
     request = demo_request(outdir, scenario)
     click.echo(f"kubezeek demo: scenario {scenario!r} ({request.pcap})")
-    click.echo(f"  cluster state from {request.inventories[0].name}; Zeek logs recorded with Zeek 7.0.11")
+    zeek = recorded_with(request.zeek_logs) if request.zeek_logs else "a real Zeek"
+    click.echo(f"  cluster state from {request.inventories[0].name}; Zeek logs recorded with {zeek}")
     click.echo("")
     result = replay(request)
     _print_result(result, "Summary")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 SEVERITIES = ("high", "medium", "low")  # most severe first
@@ -31,6 +32,55 @@ def endpoint_prefixes(record: Mapping[str, Any]) -> list[str]:
     return [key[: -len(_KIND_SUFFIX)] for key in record if key.endswith(_KIND_SUFFIX)]
 
 
+def describe_endpoint(record: Mapping[str, Any], prefix: str) -> str:
+    """`namespace/name` for a pod, `namespace/service/name`, `node/name`, else the address (and kind)."""
+    k = f"{prefix}_k8s."
+    kind, namespace, name = record.get(k + "kind"), record.get(k + "namespace"), record.get(k + "name")
+    address = record.get(address_field(prefix))
+    if kind == "pod" and namespace and name:
+        return f"{namespace}/{name}"
+    if kind == "service" and namespace and name:
+        return f"{namespace}/service/{name}"
+    if kind == "node" and name:
+        return f"node/{name}"
+    return f"{address} ({kind})" if kind else str(address)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Example:
+    """The earliest incident of one rule, in words."""
+
+    rule: str
+    severity: str
+    ts: float | None
+    text: str  # `orig -> resp:port` (or the log's own description when it has no connection)
+
+    def render(self) -> str:
+        when = datetime.fromtimestamp(self.ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if self.ts else "-"
+        return f"{when}  {self.severity:<6}  {self.rule}: {self.text}"
+
+
+def _example(rule: str, record: Mapping[str, Any]) -> Example:
+    prefixes = endpoint_prefixes(record)
+    if "orig" in prefixes and "resp" in prefixes:
+        port = record.get("id.resp_p")
+        text = f"{describe_endpoint(record, 'orig')} -> {describe_endpoint(record, 'resp')}"
+        text += f" port {port}" if port is not None else ""
+    else:
+        text = ", ".join(describe_endpoint(record, p) for p in prefixes) or str(record.get("_path", "record"))
+    ts = record.get("ts")
+    return Example(
+        rule=rule,
+        severity=str(record.get("incident.severity", "unknown")),
+        ts=float(ts) if isinstance(ts, int | float) else None,
+        text=text,
+    )
+
+
+def _order(example: Example) -> tuple[float, str]:
+    return (example.ts if example.ts is not None else float("inf"), example.text)
+
+
 def severity_at_least(severity: str, threshold: str) -> bool:
     """Whether `severity` is `threshold` or worse (unknown severities never are)."""
     return _RANK.get(severity, -1) >= _RANK[threshold]
@@ -50,6 +100,7 @@ class Summary:
     unresolved_total: int  # distinct unresolved addresses (may exceed the listed ones)
     endpoints: int = 0  # enriched endpoint groups seen, over all records
     endpoints_in_cluster: int = 0  # of those, resolved to a pod, service or node
+    examples: tuple[Example, ...] = ()  # the earliest incident of each rule, most severe first
 
     def incidents_at_least(self, threshold: str) -> int:
         """How many incidents have severity `threshold` or worse."""
@@ -67,6 +118,7 @@ class Summary:
             "unresolved_total": self.unresolved_total,
             "endpoints": self.endpoints,
             "endpoints_in_cluster": self.endpoints_in_cluster,
+            "examples": [e.render() for e in self.examples],
         }
 
     def render(self) -> list[str]:
@@ -88,6 +140,7 @@ class Summary:
             lines += ["  by rule:", *table(self.by_rule)]
             lines += ["  top namespaces:", *table(self.top_namespaces)]
             lines += ["  top workloads:", *table(self.top_workloads)]
+            lines += ["  earliest of each rule:", *(f"    {e.render()}" for e in self.examples)]
         lines.append(
             f"unresolved addresses (in the cluster's ranges, owner unknown): {self.unresolved_total}"
         )
@@ -111,6 +164,7 @@ class SummaryBuilder:
         self._incidents = 0
         self._endpoints = 0
         self._in_cluster = 0
+        self._examples: dict[str, Example] = {}
 
     def add_record(self, path: str, record: Mapping[str, Any]) -> None:
         """One enriched record of Zeek log `path`."""
@@ -131,6 +185,9 @@ class SummaryBuilder:
         rules = record.get("incident.rules") or []
         for rule in [rules] if isinstance(rules, str) else rules:
             self._rules[str(rule)] += 1
+            example, known = _example(str(rule), record), self._examples.get(str(rule))
+            if known is None or _order(example) < _order(known):  # the earliest, whatever the input order
+                self._examples[str(rule)] = example
         namespaces: set[str] = set()
         workloads: set[str] = set()
         for prefix in endpoint_prefixes(record):
@@ -159,4 +216,10 @@ class SummaryBuilder:
             unresolved_total=len(self._unresolved),
             endpoints=self._endpoints,
             endpoints_in_cluster=self._in_cluster,
+            examples=tuple(
+                sorted(
+                    self._examples.values(),
+                    key=lambda e: (-_RANK.get(e.severity, -1), e.ts if e.ts is not None else 0.0, e.rule),
+                )
+            ),
         )
