@@ -235,8 +235,7 @@ def test_staleness_grows_while_the_server_is_down_and_resets_on_return(api: Fake
     watch, seen = ResourceWatch(api_client(api), "services", settings=FAST), Collector()
     assert watch.staleness(time.time()) == float("inf")
     with running(watch, seen):
-        wait_for(lambda: api.open_watches == 1, what="watch open")
-        assert watch.staleness(time.time()) == 0.0
+        wait_for(lambda: watch.staleness(time.time()) == 0.0, what="watch open")
         api.stop()
         wait_for(lambda: watch.staleness(time.time()) > 0.3, what="staleness while down")
         api.start()
@@ -252,3 +251,28 @@ def test_stop_ends_a_long_watch_promptly(api: FakeApiServer) -> None:
         started = time.monotonic()
     assert time.monotonic() - started < 5
     assert watch.stopped
+
+
+def test_nonsense_answer_to_a_list_is_retried(api: FakeApiServer) -> None:
+    api.add("pods", pod("web-1"))
+    api.fail_next(1, 200, body=b"<html>a proxy's error page</html>")
+    watch, seen = ResourceWatch(api_client(api), "pods", settings=FAST), Collector()
+    with running(watch, seen) as outcome:
+        wait_for(lambda: watch.synced.is_set(), what="list after nonsense")
+    assert "error" not in outcome
+    assert seen.resyncs == [["web-1"]]
+
+
+def test_garbage_in_a_watch_stream_reconnects_without_losing_events(api: FakeApiServer) -> None:
+    watch, seen = ResourceWatch(api_client(api), "pods", settings=FAST), Collector()
+    with running(watch, seen) as outcome:
+        wait_for(lambda: api.open_watches == 1, what="watch open")
+        with api.atomically():
+            api.send_garbage(b"this is not a watch event\n")
+            api.add("pods", pod("web-1"))  # sent before the garbage: delivered
+        api.add("pods", pod("web-2"))  # after it: delivered by the reconnected watch
+        wait_for(lambda: len(seen.events) == 2, what="events around the garbage")
+    assert "error" not in outcome
+    assert seen.events == [("ADDED", "web-1"), ("ADDED", "web-2")]
+    assert watch.lists == 1
+    assert len([r for r in api.requests if r.query.get("watch") == "true"]) == 2

@@ -27,6 +27,8 @@ Driving it from a test::
             api.delete("pods", "web", namespace="shop"); api.compact()   # watchers get 410
         api.drop_watches()                         # close every open watch stream mid-way
         api.fail_next(2, 500, path="/pods")        # next 2 matching requests answer 500 (or 403, 410...)
+        api.fail_next(1, 200, body=b"nonsense")     # ...or anything at all
+        api.send_garbage(b"not json\n")            # every open watch sends this line as it is
         api.stop(); api.start()                    # down and back up on the same port
         wait_for(lambda: api.open_watches >= 1)    # poll with a deadline
         api.requests                               # every request seen: (method, path, query dict)
@@ -182,7 +184,8 @@ class FakeApiServer:
         self._lost: dict[str, int] = {}  # per resource: newest change forgotten by compact()
         self._drops = 0
         self._bookmarks = 0
-        self._failures: list[list[Any]] = []  # [remaining, status, path substring or None]
+        self._failures: list[list[Any]] = []  # [remaining, status, path substring or None, body]
+        self._garbage: list[tuple[int, bytes]] = []  # (resourceVersion then, line) for open watches
         self._snapshots: dict[str, tuple[int, list[dict[str, Any]]]] = {}
         self._server: http.server.ThreadingHTTPServer | None = None
         self._sockets: set[socket.socket] = set()
@@ -317,22 +320,31 @@ class FakeApiServer:
             self._drops += 1
             self._cond.notify_all()
 
-    def fail_next(self, count: int, code: int = 500, path: str | None = None) -> None:
-        """The next `count` requests (whose path contains `path`, if given) answer `code`."""
+    def fail_next(
+        self, count: int, code: int = 500, path: str | None = None, body: bytes | None = None
+    ) -> None:
+        """The next `count` requests (whose path contains `path`, if given) answer `code` with a
+        Status body, or with `body` as it is (nonsense with a 200, say)."""
         with self._cond:
-            self._failures.append([count, code, path])
+            self._failures.append([count, code, path, body])
+
+    def send_garbage(self, line: bytes) -> None:
+        """Every open watch sends `line` as it is (a line that is not a JSON event, say)."""
+        with self._cond:
+            self._garbage.append((self._rv, line))
+            self._cond.notify_all()
 
     def clear_failures(self) -> None:
         with self._cond:
             self._failures.clear()
 
     # -- serving (called by the handler) ----------------------------------------------------------
-    def _injected_failure(self, path: str) -> int | None:
+    def _injected_failure(self, path: str) -> tuple[int, bytes | None] | None:
         with self._cond:
             for failure in self._failures:
                 if failure[0] > 0 and (failure[2] is None or failure[2] in path):
                     failure[0] -= 1
-                    return failure[1]
+                    return failure[1], failure[3]
         return None
 
     def _snapshot(self, key: str, namespace: str | None, query: dict[str, str]) -> list[dict[str, Any]]:
@@ -384,7 +396,7 @@ class FakeApiServer:
         deadline = time.monotonic() + timeout
         bookmarks_allowed = query.get("allowWatchBookmarks") == "true"
         with self._cond:
-            drops, bookmarks = self._drops, self._bookmarks
+            drops, bookmarks, garbage = self._drops, self._bookmarks, len(self._garbage)
             start = query.get("resourceVersion") or "0"
             if start == "0":
                 pos = self._rv
@@ -409,10 +421,11 @@ class FakeApiServer:
                         gone = status(410, f"too old resource version: {pos} ({self._compacted})")
                         write([{"type": "ERROR", "object": gone}])
                         return
-                    for change in self._history:
-                        if change.rv > pos:
-                            out.extend(self._translate(change, key, namespace, query))
-                    pos = self._rv
+                    news = [(c.rv, 0, c) for c in self._history if c.rv > pos]
+                    news += [(rv, 1, line) for rv, line in self._garbage[garbage:]]  # after change rv
+                    for _, is_garbage, item in sorted(news, key=lambda n: n[:2]):
+                        out.extend([item] if is_garbage else self._translate(item, key, namespace, query))
+                    pos, garbage = self._rv, len(self._garbage)
                     if self._bookmarks != bookmarks:
                         bookmarks = self._bookmarks
                         if bookmarks_allowed:
@@ -458,8 +471,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):
             super().finish()
 
-    def _send_json(self, code: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
+    def _send_json(self, code: int, body: dict[str, Any], raw: bytes | None = None) -> None:
+        data = json.dumps(body).encode() if raw is None else raw
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -475,9 +488,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         with fake._cond:
             fake.requests.append(Request(method="GET", path=url.path, query=query))
-        code = fake._injected_failure(url.path)
-        if code is not None:
-            self._send_json(code, status(code, f"injected failure {code} for {url.path}"))
+        failure = fake._injected_failure(url.path)
+        if failure is not None:
+            code, body = failure
+            self._send_json(code, status(code, f"injected failure {code} for {url.path}"), raw=body)
             return
         route = self._route(url.path)
         if route is None:
@@ -509,9 +523,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
 
-        def write(events: list[dict[str, Any]]) -> None:
+        def write(events: list[dict[str, Any] | bytes]) -> None:
             for event in events:
-                line = json.dumps(event).encode() + b"\n"
+                line = event if isinstance(event, bytes) else json.dumps(event).encode() + b"\n"
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
             self.wfile.flush()
 
