@@ -22,7 +22,7 @@ from enrich.core.zeeklog import log_path_from_filename
 from enrich.errors import SinkError, SourceError
 
 log = logging.getLogger(__name__)
-INPUT_SUFFIXES = (".log", ".jsonl", ".json")
+INPUT_SUFFIXES = (".log", ".jsonl")
 BATCH = 500
 
 
