@@ -69,11 +69,12 @@ def check_endpoints(name: str, truth: dict[str, Any], records: list[dict[str, An
     return checked
 
 
+@pytest.mark.parametrize("logs", ["json_logs", "tsv_logs"])
 @pytest.mark.parametrize("source", ["watch", "list"])
 @pytest.mark.parametrize("name", SCENARIOS)
-def test_real_zeek_logs_enriched_match_every_truth_endpoint(name: str, source: str) -> None:
+def test_real_zeek_logs_enriched_match_every_truth_endpoint(name: str, source: str, logs: str) -> None:
     paths = scenario_paths(name)
-    records = enriched_logs(paths["json_logs"], enricher_for([paths[source]]))
+    records = enriched_logs(paths[logs], enricher_for([paths[source]]))
     truth = json.loads(paths["truth"].read_text())
     assert check_endpoints(name, truth, records, source) == 2 * len(truth["endpoints"])
     # every record of every log type has both sides enriched

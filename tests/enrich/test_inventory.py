@@ -119,6 +119,35 @@ def test_pod_without_ip_yet_gains_it_from_its_start() -> None:
     assert inv.stats()["spans"] == 1
 
 
+def test_pending_pod_owns_its_ip_from_its_start_time_not_creation() -> None:
+    old = pod("old", "10.244.1.77", start=T0 - 100)
+    pending = PodInfo(uid="u-new", name="new", namespace="shop", created=T0, phase="Pending")
+    running = PodInfo(
+        uid="u-new", name="new", namespace="shop", created=T0, started=T0 + 20, ips=("10.244.1.77",)
+    )
+    inv = inventory(
+        ev(old), ev(pending), ev(old, "DELETED", ts=T0 + 10), ev(running, "MODIFIED", ts=T0 + 21), grace=0
+    )
+    assert inv.lookup("10.244.1.77", T0 + 5).name == "old"  # not ambiguous with the pending pod
+    assert inv.lookup("10.244.1.77", T0 + 15).kind == "unknown"
+    assert inv.lookup("10.244.1.77", T0 + 20).name == "new"
+
+
+def test_known_job_object_gives_its_cronjob() -> None:
+    job = OwnerInfo(
+        kind="Job",
+        uid="j1",
+        name="backup-x1",
+        namespace="shop",
+        owners=(OwnerRef(kind="CronJob", name="backup", controller=True),),
+    )
+    p = pod("backup-x1-abc", "10.244.1.9", owners=(OwnerRef(kind="Job", name="backup-x1", uid="j1"),))
+    inv = inventory(ev(job), ev(p))
+    assert inv.lookup("10.244.1.9", T0 + 1).workload == "CronJob/backup"
+    inv.resync("Job", [], ts=T0 + 2)  # the Job is gone from a re-list: conventions again
+    assert inv.lookup("10.244.1.9", T0 + 3).workload == "Job/backup-x1"
+
+
 def hostnet_setup(*pods: PodInfo) -> Inventory:
     node = NodeInfo(uid="n", name="node-b", addresses=("172.18.0.4",), created=T0 - 1000)
     return inventory(ev(node), *(ev(p) for p in pods))
