@@ -36,7 +36,7 @@ from enrich.core.enrichment import Enricher
 from enrich.core.inventory import Inventory, InventorySettings
 from enrich.core.zeeklog import LineError, LogReader, log_path_from_filename
 from enrich.core.zeekschema import CONN_TUPLE
-from enrich.errors import ConfigError
+from enrich.errors import ConfigError, SourceError
 
 if TYPE_CHECKING:
     from enrich.settings import RunSettings
@@ -458,6 +458,9 @@ class Engine:
             self.commit(time.time())
             if not follow and not self.stop.is_set() and not getattr(self.outputs, "broken", False):
                 self._report_incomplete()
+                if self.tailer.errors:  # batch: everything readable is done; still say what was not
+                    problems = "; ".join(f"{path}: {why}" for path, why in sorted(self.tailer.errors.items()))
+                    raise SourceError(f"{len(self.tailer.errors)} file(s) could not be read: {problems}")
         finally:
             self.tailer.close()
             self.outputs.close()
@@ -532,6 +535,8 @@ def enrich_directory(
     logdir, outdir = Path(logdir), Path(outdir) if outdir is not None else None
     if outdir is not None and outdir.resolve() == logdir.resolve():
         raise ConfigError(f"output directory {outdir} is the log directory: choose another one")
+    if not follow and not logdir.is_dir():
+        raise SourceError(f"log directory {logdir} does not exist (or is not a directory)")
     settings = settings or EngineSettings(follow=follow)
     if settings.follow != follow and follow:
         settings = EngineSettings(**{**_fields(settings), "follow": True})
@@ -602,7 +607,7 @@ def _export_stage(settings: RunSettings) -> tuple[RecordFilter | None, list[Sink
     sinks: list[Sink] = []
     try:
         for spec in settings.filter.sinks:
-            sinks.append(open_sink(spec))
+            sinks.append(open_sink(spec, spool_dir=settings.state.path.parent / "spool"))
     except BaseException:
         for sink in sinks:
             sink.close()

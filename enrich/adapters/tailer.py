@@ -275,7 +275,7 @@ class Tailer:
         key = f"{'gz:' if compressed else ''}{st.st_dev}:{st.st_ino}"
         src = self.sources.get(key)
         try:
-            if src is not None and not self._still_same(src, st):
+            if src is not None and not self._still_same(src, path, st):
                 self._close(src)
                 del self.sources[key]
                 src = None
@@ -304,16 +304,16 @@ class Tailer:
             log.error("%s: %s", path, problem)
         self.errors[str(path)] = problem
 
-    def _still_same(self, src: Source, st: os.stat_result) -> bool:
+    def _still_same(self, src: Source, path: Path, st: os.stat_result) -> bool:
         """Same inode: still the same file unless truncated or its first bytes changed."""
         if src.compressed:
             return True
         if st.st_size < src.read_offset:
             log.warning("%s was truncated; reading it again from the start", src.path)
             return False
-        if src.fd is not None:
+        if src.fd is not None or st.st_size == src.size_seen:
             return True  # an open descriptor pins the inode: it cannot have been reused
-        with open(src.path, "rb") as fh:
+        with open(path, "rb") as fh:
             return _fingerprint(fh.read(src.fp_len)) == src.fp_hash
 
     def _new_source(
@@ -375,6 +375,8 @@ class Tailer:
 
     def read(self, src: Source, now: float) -> Chunk | None:
         """The next complete lines of `src`, or None when there is nothing (complete) to read."""
+        if src.fd is None and src.gz is None and not src.attached:
+            return None  # gone before we opened it (or after a restart): nothing to read it through
         try:
             data = self._read_raw(src)
             if not src.attached and src.fd is not None:

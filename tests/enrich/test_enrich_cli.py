@@ -1,0 +1,141 @@
+"""`kubezeek enrich` as a user runs it: files out, stdout, resume, clear errors and exit codes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from enrich.cli import main
+from tests.conftest import scenario_paths
+
+KUBEZEEK = str(Path(sys.executable).with_name("kubezeek"))
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    res = CliRunner().invoke(main, list(args))
+    return res.exit_code, res.stdout, res.stderr
+
+
+def test_enrich_writes_one_enriched_file_per_log(tmp_path: Path) -> None:
+    paths = scenario_paths("shop")
+    code, _, _ = run(
+        "enrich", str(paths["tsv_logs"]), "-o", str(tmp_path), "--inventory", str(paths["watch"])
+    )
+    assert code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p.name for p in paths["tsv_logs"].glob("*.log")
+    )
+    first = orjson.loads((tmp_path / "conn.log").read_bytes().splitlines()[0])
+    assert first["orig_k8s.kind"] == "pod" and first["orig_k8s.namespace"] == "shop"
+
+
+def test_dash_writes_records_to_stdout(tmp_path: Path) -> None:
+    paths = scenario_paths("churn")
+    code, out, _ = run("enrich", str(paths["json_logs"]), "-o", "-", "--inventory", str(paths["list"]))
+    assert code == 0
+    recs = [orjson.loads(x) for x in out.splitlines()]
+    expected = sum(len(p.read_bytes().splitlines()) for p in paths["json_logs"].glob("*.log"))
+    assert len(recs) == expected and all("orig_k8s.kind" in r for r in recs)
+
+
+def test_state_file_makes_a_second_run_emit_only_new_records(tmp_path: Path) -> None:
+    paths = scenario_paths("compromised")
+    logs = tmp_path / "logs"
+    shutil.copytree(paths["json_logs"], logs)
+    args = ["enrich", str(logs), "-o", str(tmp_path / "out"), "--inventory", str(paths["watch"])]
+    args += ["--state", str(tmp_path / "state.json")]
+    assert run(*args)[0] == 0
+    assert run(*args)[0] == 0
+    lines = (tmp_path / "out" / "conn.log").read_bytes().splitlines()
+    assert len(lines) == len((logs / "conn.log").read_bytes().splitlines())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["enrich", "/nonexistent/zeek", "-o", "OUT", "--inventory", "INV"], "SourceError: log directory"),
+        (["enrich", "LOGS", "-o", "OUT", "--inventory", "BADINV"], "InventoryError:"),
+        (["enrich", "LOGS", "-o", "LOGS", "--inventory", "INV"], "ConfigError: output directory"),
+    ],
+)
+def test_errors_are_one_line_and_exit_1(tmp_path: Path, args: list[str], message: str) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"type": "ADDED", "object": {"kind": "Pod"}}\n')
+    subst = {
+        "OUT": str(tmp_path / "out"),
+        "INV": str(scenario_paths("shop")["watch"]),
+        "BADINV": str(bad),
+        "LOGS": str(scenario_paths("shop")["json_logs"]),
+    }
+    code, _, err = run(*[subst.get(a, a) for a in args])
+    assert code == 1
+    assert err.startswith(message.split(":")[0]) and message in err and "Traceback" not in err
+
+
+def test_missing_output_option_is_a_usage_error() -> None:
+    assert run("enrich", "somewhere")[0] == 2
+
+
+SETPRIV = shutil.which("setpriv")
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or SETPRIV is None, reason="needs root and setpriv to drop file capabilities"
+)
+def test_unreadable_file_is_reported_and_the_rest_is_enriched(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    shutil.copytree(scenario_paths("shop")["json_logs"], logs)
+    os.chmod(logs / "dns.log", 0o000)
+    cmd = [
+        KUBEZEEK,
+        "enrich",
+        str(logs),
+        "-o",
+        str(tmp_path / "out"),
+        "--inventory",
+        str(scenario_paths("shop")["watch"]),
+    ]
+    # Root without CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH: file permissions apply, as for the enricher's user.
+    res = subprocess.run(
+        [SETPRIV, "--bounding-set", "-dac_override,-dac_read_search", *cmd],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 1
+    assert (
+        "SourceError: 1 file(s) could not be read" in res.stderr
+        and "dns.log: permission denied" in res.stderr
+    )
+    assert (tmp_path / "out" / "conn.log").exists() and not (tmp_path / "out" / "dns.log").exists()
+
+
+@pytest.mark.slow
+def test_follow_stops_cleanly_on_sigterm_with_a_final_checkpoint(tmp_path: Path) -> None:
+    paths = scenario_paths("shop")
+    logs = tmp_path / "logs"
+    shutil.copytree(paths["json_logs"], logs)
+    state = tmp_path / "state.json"
+    cmd = [KUBEZEEK, "enrich", str(logs), "-o", str(tmp_path / "out"), "--inventory", str(paths["watch"])]
+    proc = subprocess.Popen([*cmd, "--follow", "--state", str(state)], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    total = sum(len(p.read_bytes().splitlines()) for p in logs.glob("*.log"))
+    while time.monotonic() < deadline:
+        out = tmp_path / "out"
+        if out.is_dir() and sum(len(p.read_bytes().splitlines()) for p in out.glob("*.log")) == total:
+            break
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    offsets = {m["name"]: m["offset"] for m in orjson.loads(state.read_bytes())["sources"].values()}
+    assert offsets == {str(p): p.stat().st_size for p in logs.glob("*.log")}

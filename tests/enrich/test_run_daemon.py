@@ -1,0 +1,195 @@
+"""`kubezeek run --config`: the real daemon process — config validation, probes, metrics, export, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from enrich.cli import main
+from tests.conftest import scenario_paths
+
+KUBEZEEK = str(Path(sys.executable).with_name("kubezeek"))
+
+
+def write_config(tmp_path: Path, **extra: str) -> Path:
+    cfg = tmp_path / "run.yaml"
+    text = f"""
+source:
+  log_dir: {tmp_path / "zeek"}
+  poll_interval: 200ms
+output:
+  dir: {tmp_path / "enriched"}
+  max_bytes: 6KiB
+  keep: 3
+state:
+  path: {tmp_path / "state" / "checkpoint.json"}
+  commit_interval: 0.2
+inventory:
+  files: [{scenario_paths("compromised")["watch"]}]
+  hold_unknown: 0
+filter:
+  level: medium
+  sinks: ["file:{tmp_path / "incidents.jsonl"}"]
+metrics:
+  address: "127.0.0.1:0"
+"""
+    cfg.write_text(text + "".join(extra.values()))
+    return cfg
+
+
+class Daemon:
+    """The real `kubezeek run` process, its stderr collected by a thread."""
+
+    def __init__(self, cfg: Path, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [KUBEZEEK, "run", "--config", str(cfg)],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+        )
+        self.lines: list[str] = []
+        threading.Thread(target=self._collect, daemon=True).start()
+
+    def _collect(self) -> None:
+        for raw in self.proc.stderr:  # type: ignore[union-attr]
+            self.lines.append(raw.decode(errors="replace"))
+
+    def wait_for(self, pattern: str, timeout: float = 30.0) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if m := re.search(pattern, line):
+                    return m
+            assert self.proc.poll() is None, "".join(self.lines)
+            time.sleep(0.05)
+        raise AssertionError(f"{pattern!r} not logged within {timeout}s:\n{''.join(self.lines)}")
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def poll(check, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{want}}} ") or (not labels and line.startswith(f"{name} ")):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.mark.slow
+def test_daemon_enriches_filters_exports_reports_and_stops_cleanly(tmp_path: Path) -> None:
+    (tmp_path / "zeek").mkdir()
+    daemon = Daemon(write_config(tmp_path))
+    try:
+        port = int(daemon.wait_for(r"metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1))
+        base = f"http://127.0.0.1:{port}"
+        poll(lambda: get(base + "/readyz")[0] == 200)
+        assert get(base + "/healthz")[0] == 200
+        for log in scenario_paths("compromised")["json_logs"].glob("*.log"):
+            shutil.copy(log, tmp_path / "zeek" / log.name)
+        with open(tmp_path / "zeek" / "conn.log", "ab") as fh:
+            fh.write(b"not a zeek record\n")
+        conn_lines = len(
+            scenario_paths("compromised")["json_logs"].joinpath("conn.log").read_bytes().splitlines()
+        )
+
+        def enriched() -> int:
+            return sum(len(p.read_bytes().splitlines()) for p in (tmp_path / "enriched").glob("conn*.log"))
+
+        poll(lambda: enriched() >= conn_lines)
+
+        def committed_metrics() -> str | None:
+            text = get(base + "/metrics")[1]
+            done = metric(text, "kubezeek_parse_errors_total", file="conn.log")
+            return text if done and metric(text, "kubezeek_checkpoint_commits_total") else None
+
+        text = poll(committed_metrics)
+        assert metric(text, "kubezeek_lines_read_total", log="conn") == conn_lines + 1
+        assert metric(text, "kubezeek_records_out_total", log="conn") == conn_lines
+        assert metric(text, "kubezeek_parse_errors_total", file="conn.log") == 1
+        assert "kubezeek_output_lag_seconds_bucket" in text and "kubezeek_inventory_staleness_seconds" in text
+        assert get(base + "/nothing")[0] == 404
+        incidents = poll(
+            lambda: (tmp_path / "incidents.jsonl").exists() and (tmp_path / "incidents.jsonl").read_bytes()
+        )
+        assert all("incident.rules" in orjson.loads(x) for x in incidents.splitlines())
+    finally:
+        daemon.proc.send_signal(signal.SIGTERM)
+        code = daemon.proc.wait(20)
+    assert code == 0, "".join(daemon.lines)
+    log = "".join(daemon.lines)
+    assert log.count("effective settings:") == 1
+    quarantine = (tmp_path / "enriched" / "quarantine.jsonl").read_bytes().splitlines()
+    assert [orjson.loads(q)["lineno"] for q in quarantine] == [conn_lines + 1]
+    rotated = [p for p in (tmp_path / "enriched").glob("conn.*.log")]
+    assert 1 <= len(rotated) <= 3  # 6 KiB per file, 3 kept
+    state = orjson.loads((tmp_path / "state" / "checkpoint.json").read_bytes())
+    assert state["sources"] and state["version"] == 1
+
+
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("output:\n  dir:", "output:\n  max_bytz: 1\n  dir:", 1))
+    res = CliRunner().invoke(main, ["run", "--config", str(cfg)])
+    assert res.exit_code == 1
+    assert "ConfigError: output.max_bytz: unknown key" in res.output
+
+
+def test_environment_overrides_the_file_and_is_validated(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    env = {"KUBEZEEK_RUN_OUTPUT_KEEP": "7", "KUBEZEEK_RUN_FILTER_LEVEL": "high"}
+    res = CliRunner().invoke(main, ["run", "--config", str(cfg), "--check"], env=env)
+    effective = orjson.loads(res.output)
+    assert effective["output"]["keep"] == 7 and effective["filter"]["level"] == "high"
+    assert effective["output"]["max_bytes"] == 6 * 1024
+    env["KUBEZEEK_RUN_STATE_COMMIT_INTERVAL"] = "soon"
+    res = CliRunner().invoke(main, ["run", "--config", str(cfg)], env=env)
+    assert res.exit_code == 1
+    assert "state.commit_interval (from KUBEZEEK_RUN_STATE_COMMIT_INTERVAL): expected seconds" in res.output
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("filter:\n  level: severe\n", "filter.level: expected one of low, medium, high"),
+        ("output:\n  keep: -1\n", "output.keep: must not be negative"),
+        ("source: [1]\n", "source: expected a mapping"),
+        ("metrics:\n  address: nowhere\n", "metrics.address: expected HOST:PORT"),
+        ("inventory:\n  files: notalist\n", None),
+    ],
+)
+def test_bad_values_are_rejected_at_start(tmp_path: Path, yaml_text: str, message: str | None) -> None:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml_text)
+    res = CliRunner().invoke(main, ["run", "--config", str(cfg), "--check"])
+    if message is None:  # a single string is a one-element list, as in the environment
+        assert res.exit_code == 0 and orjson.loads(res.output)["inventory"]["files"] == ["notalist"]
+    else:
+        assert res.exit_code == 1 and message in res.output
