@@ -80,10 +80,16 @@ def _first_existing(candidates: list[Path]) -> Path | None:
 
 
 def bundled_pcaps_dir() -> Path:
-    """The bundled scenarios: $KUBEZEEK_PCAPS, the repository checkout's pcaps/, or package data."""
+    """The bundled scenarios: $KUBEZEEK_PCAPS, else the checkout's pcaps/ (of the package's checkout,
+    then of the current directory, for a non-editable install run from a checkout), else package data.
+    """
     env = os.environ.get("KUBEZEEK_PCAPS")
-    candidates = [Path(env)] if env else [_CHECKOUT / "pcaps", _PACKAGE_DATA / "pcaps"]
-    found = _first_existing(candidates)
+    if env:
+        candidates = [Path(env)]
+        found = _first_existing(candidates)
+    else:
+        candidates = [_CHECKOUT / "pcaps", Path.cwd() / "pcaps", _PACKAGE_DATA / "pcaps"]
+        found = next((p for p in candidates if (p / f"{BUNDLED_SCENARIOS[0]}.pcap").is_file()), None)
     if found is None:
         looked = ", ".join(str(p) for p in candidates)
         raise ReplayError(

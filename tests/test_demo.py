@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from enrich.cli import main
+from tests.conftest import ROOT
 
 KUBEZEEK = Path(sys.executable).parent / "kubezeek"
 
@@ -72,3 +74,26 @@ def test_demo_without_the_bundled_scenarios_says_where_it_looked(tmp_path: Path)
         "set KUBEZEEK_PCAPS to a pcaps/ folder"
     )
     assert not (tmp_path / "d").exists()
+
+
+def _installed_copy(tmp_path: Path) -> dict[str, str]:
+    """The enrich package copied outside the checkout, as a non-editable install would place it."""
+    site = tmp_path / "site"
+    shutil.copytree(ROOT / "enrich", site / "enrich", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEZEEK_")}
+    return {**env, "PYTHONPATH": str(site)}
+
+
+def test_an_installed_copy_finds_the_scenarios_of_the_checkout_it_runs_in(tmp_path: Path) -> None:
+    env = _installed_copy(tmp_path)
+    code = "import sys, enrich; from enrich.cli import main; assert 'site' in enrich.__file__; main()"
+    run = [sys.executable, "-P", "-c", code, "demo", "--scenario", "churn", "-o", str(tmp_path / "out")]
+    done = subprocess.run(run, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"({ROOT / 'pcaps' / 'churn.pcap'})" in done.stdout
+    elsewhere = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert elsewhere.returncode == 1
+    assert "set KUBEZEEK_PCAPS to a pcaps/ folder" in elsewhere.stderr
+    with_env = subprocess.run(run, cwd=tmp_path, env={**env, "KUBEZEEK_PCAPS": str(ROOT / "pcaps")},
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert with_env.returncode == 0, with_env.stderr
