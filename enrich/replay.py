@@ -104,7 +104,7 @@ def zeek_scripts_dir(explicit: Path | None = None) -> Path:
     if explicit is not None or env:
         candidates = [explicit or Path(str(env))]
     else:
-        candidates = [_CHECKOUT / "zeek_scripts", _PACKAGE_DATA / "zeek_scripts"]
+        candidates = [_CHECKOUT / "zeek_scripts", Path.cwd() / "zeek_scripts", _PACKAGE_DATA / "zeek_scripts"]
     for candidate in candidates:
         if (candidate / "__load__.zeek").is_file():
             return candidate
