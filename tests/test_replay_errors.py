@@ -160,3 +160,22 @@ def test_outdir_that_cannot_be_created_is_an_error(tmp_path: Path) -> None:
     result = _replay(PCAPS / "shop.pcap", PCAPS / "shop.inventory.jsonl", blocker / "out")
     _assert_one_line_error(result, "ReplayError", "cannot write into")
     assert os.path.isfile(blocker)
+
+
+def test_a_zeek_scripts_folder_without_the_package_is_refused(tmp_path: Path) -> None:
+    zeek = _script(tmp_path / "zeek", "#!/bin/sh\nexit 0\n")
+    empty = tmp_path / "scripts"
+    empty.mkdir()
+    result = _replay(PCAPS / "shop.pcap", PCAPS / "shop.inventory.jsonl", tmp_path / "out",
+                     "--zeek", str(zeek), "--zeek-scripts", str(empty))  # fmt: skip
+    _assert_one_line_error(result, "ReplayError", f"no __load__.zeek in {empty}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_zeek_that_writes_no_logs_is_an_error(tmp_path: Path) -> None:
+    zeek = _script(tmp_path / "zeek", "#!/bin/sh\nexit 0\n")
+    result = _replay(
+        PCAPS / "shop.pcap", PCAPS / "shop.inventory.jsonl", tmp_path / "out", "--zeek", str(zeek)
+    )
+    _assert_one_line_error(result, "ReplayError", "zeek wrote no logs")
+    assert not (tmp_path / "out").exists()
