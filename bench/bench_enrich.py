@@ -188,6 +188,10 @@ def follow_latency(workdir: Path, inventory: Path, samples: int) -> list[float]:
     reader.start()
     try:
         with open(src, "ab", buffering=0) as fh:
+            fh.write(orjson.dumps(dict(template, uid="warmup", ts=time.time())) + b"\n")
+            deadline = time.monotonic() + 60
+            while "warmup" not in seen and time.monotonic() < deadline:  # the process is up and following
+                time.sleep(0.01)
             for i in range(samples):
                 uid = f"L{i:010d}"
                 rec = dict(template, uid=uid, ts=time.time())

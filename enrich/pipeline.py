@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -33,13 +33,9 @@ from enrich.adapters.metrics import Metrics
 from enrich.adapters.output import QUARANTINE_NAME, OutputSet, RotationPolicy, StdoutOutput, quarantine_entry
 from enrich.adapters.tailer import Chunk, Source, Tailer, TailSettings
 from enrich.core.enrichment import Enricher
-from enrich.core.inventory import Inventory, InventorySettings
 from enrich.core.zeeklog import LineError, LogReader, log_path_from_filename
 from enrich.core.zeekschema import CONN_TUPLE
 from enrich.errors import ConfigError, SourceError
-
-if TYPE_CHECKING:
-    from enrich.settings import RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -549,119 +545,3 @@ def enrich_directory(
 
 def _fields(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__dataclass_fields__}
-
-
-@dataclass(slots=True, kw_only=True, eq=False)
-class InventoryHandle:
-    """The enricher and its inventory's upkeep: recorded files, or the live cluster."""
-
-    enricher: Enricher
-    live: bool
-    sync: Callable[[], object] = lambda: None  # apply what the cluster watches handed over
-    staleness: Callable[[], float] = lambda: 0.0  # seconds the inventory may lag the cluster
-    close: Callable[[], object] = lambda: None
-
-
-def open_inventory(
-    files: Iterable[Path],
-    *,
-    kubeconfig: str | None = None,
-    settings: InventorySettings | None = None,
-    sync_timeout: float = 60.0,
-) -> InventoryHandle:
-    """An Enricher over recorded inventory files, or (no files) over the live cluster once listed."""
-    files = list(files)
-    inventory = Inventory(settings)
-    if files:
-        from enrich.adapters.inventory_file import load_inventory_files
-
-        inventory.apply_all(load_inventory_files(files))
-        return InventoryHandle(enricher=Enricher(inventory), live=False)
-    from enrich.adapters.cluster import ClusterFeed, ClusterInventory
-    from enrich.adapters.kubewatch import api_client
-
-    cluster = ClusterInventory(ClusterFeed(api_client(kubeconfig or None)), inventory).start()
-    try:
-        cluster.wait_synced(sync_timeout)
-    except BaseException:
-        cluster.stop()
-        raise
-    return InventoryHandle(
-        enricher=Enricher(inventory),
-        live=True,
-        sync=cluster.sync,
-        staleness=lambda: cluster.staleness(time.time()),
-        close=cluster.stop,
-    )
-
-
-def _export_stage(settings: RunSettings) -> tuple[RecordFilter | None, list[Sink]]:
-    """The incident filter and its sinks, when sinks are configured."""
-    if not settings.filter.sinks:
-        return None, []
-    from enrich.adapters.rules_file import load_rules
-    from enrich.adapters.sinks import open_sink
-    from enrich.core.incident import IncidentFilter
-
-    record_filter = IncidentFilter(load_rules(settings.filter.rules), settings.filter.level)
-    sinks: list[Sink] = []
-    try:
-        for spec in settings.filter.sinks:
-            sinks.append(open_sink(spec, spool_dir=settings.state.path.parent / "spool"))
-    except BaseException:
-        for sink in sinks:
-            sink.close()
-        raise
-    return record_filter, sinks
-
-
-def run_daemon(settings: RunSettings, stop: threading.Event) -> EnrichStats:
-    """`kubezeek run`: metrics endpoint, inventory, export stage, then the follow loop until `stop`."""
-    from enrich.adapters.metrics import MetricsServer
-
-    metrics = Metrics()
-    server = MetricsServer(metrics, settings.metrics.address, stale_after=settings.metrics.stale_after)
-    if settings.metrics.address:
-        server.start()
-    inv = settings.inventory
-    inventory_settings = InventorySettings(
-        retention=inv.retention, grace=inv.grace, cluster_cidrs=inv.cluster_cidrs or None
-    )
-    try:
-        record_filter, sinks = _export_stage(settings)
-        handle = open_inventory(inv.files, kubeconfig=inv.kubeconfig or None, settings=inventory_settings)
-        src, out = settings.source, settings.output
-        try:
-            engine = Engine(
-                tail=TailSettings(
-                    log_dir=src.log_dir,
-                    archive_dirs=src.archive_dirs,
-                    include=src.include,
-                    exclude=src.exclude,
-                    settle=src.settle,
-                ),
-                outdir=out.dir,
-                enricher=handle.enricher,
-                settings=EngineSettings(
-                    follow=True,
-                    commit_interval=settings.state.commit_interval,
-                    poll_interval=src.poll_interval,
-                    hold_unknown=inv.hold_unknown,
-                    max_held=inv.max_held,
-                ),
-                state=settings.state.path,
-                rotation=RotationPolicy(
-                    max_bytes=out.max_bytes, max_age=out.max_age, keep=out.keep, fsync=out.fsync
-                ),
-                metrics=metrics,
-                record_filter=record_filter,
-                sinks=sinks,
-                stop=stop,
-                inventory_age=handle.staleness,
-                before_turn=handle.sync,
-            )
-            return engine.run()
-        finally:
-            handle.close()
-    finally:
-        server.stop()

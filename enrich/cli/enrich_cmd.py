@@ -19,7 +19,8 @@ from pathlib import Path
 import click
 
 from enrich.cli.base import is_interactive, maps_errors, setup_logging
-from enrich.pipeline import EngineSettings, EnrichStats, enrich_directory, open_inventory, run_daemon
+from enrich.daemon import open_inventory, run_daemon
+from enrich.pipeline import EngineSettings, EnrichStats, enrich_directory
 from enrich.settings import describe, load_settings
 
 log = logging.getLogger("kubezeek.enrich")
