@@ -278,6 +278,7 @@ class ResourceWatch:
                 self._handle(line, on_event)
                 progressed = True
                 self._succeeded(connected=True)
+            self._succeeded()
             return True  # a clean end (timeoutSeconds): watch again at once
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             if self._stop.is_set():

@@ -63,13 +63,10 @@ def record(
         feed.start()
         try:
             stats = record_cluster(feed, out, duration=duration, sync_timeout=sync_timeout)
-        except KeyboardInterrupt:
-            stats = None
         finally:
             feed.stop(timeout=2.0)
-    if stats is not None:
-        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(stats.events.items())) or "no events"
-        click.echo(f"recorded {counts} to {output}", err=True)
+    counts = ", ".join(f"{n} {kind}" for kind, n in sorted(stats.events.items())) or "no events"
+    click.echo(f"recorded {counts} to {output}", err=True)
 
 
 @contextlib.contextmanager
