@@ -351,7 +351,7 @@ class NetlinkHost:
                 filters.extend(ours)
                 if others:
                     foreign[ifindex] = foreign.get(ifindex, 0) + others
-        owned_now = {i for i, name in owned if i in links and links[i].name == name}
+        owned_now = {i for i, name in owned if i in clsact and links[i].name == name}
         return ActualState(
             clsact=frozenset(clsact),
             owned_clsact=frozenset(owned_now),

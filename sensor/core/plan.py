@@ -107,10 +107,15 @@ def _mirrors(target: MirrorTarget, capture: int) -> list[TcFilter]:
     ]
 
 
-def _passes(ifindex: int, cidrs: list[str], kept: list[TcFilter]) -> tuple[list[TcFilter], list[str]]:
-    """Pass filters for `cidrs` on one device, keeping the priorities of those already in place."""
+def _passes(
+    ifindex: int, cidrs: list[str], kept: list[TcFilter], occupied: set[int]
+) -> tuple[list[TcFilter], list[str]]:
+    """Pass filters for `cidrs` on one device, keeping the priorities of those already in place.
+
+    New ones take priorities no filter of ours holds right now, so they can be added before stale ones go.
+    """
     have = {f.cidr: f for f in kept}
-    used = {f.prio for f in kept}
+    used = {f.prio for f in kept} | occupied
     free = (p for p in range(PRIO_FIRST, PRIO_MIRROR) if p not in used)
     out, overflow = [], []
     for cidr in cidrs:
@@ -143,7 +148,8 @@ def desired_filters(
             and f.direction == EGRESS
             and f.cidr in wanted_cidrs
         ]
-        passes, over = _passes(target.ifindex, cidrs, kept)
+        occupied = {f.prio for f in actual.filters if f.ifindex == target.ifindex and f.direction == EGRESS}
+        passes, over = _passes(target.ifindex, cidrs, kept, occupied)
         desired.extend(passes)
         desired.extend(_mirrors(target, capture))
         overflow.extend(over)
