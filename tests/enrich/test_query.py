@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
+import pty
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -157,6 +161,9 @@ def test_external_time_range_and_numeric_where(enriched: dict[str, Path]) -> Non
         columns=("id.resp_h",),
     )
     assert list(big["id.resp_h"]) == ["203.0.113.200"]
+    for flag in ("true", "false"):
+        local = query(logs, where=(parse_comparison(f"local_resp={flag}"),), columns=("uid",))
+        assert len(local) == sum(r["local_resp"] is (flag == "true") for r in raw)
 
 
 def test_sort_descending_and_limit(enriched: dict[str, Path]) -> None:
@@ -315,3 +322,30 @@ def test_fast_reader_and_line_reader_agree_even_when_a_type_changes_late(
     assert list(slow["orig_bytes"][:-1]) == list(fast["orig_bytes"][:-1])
     assert slow["orig_bytes"].iloc[-1] == "not a number"
     assert "reading line by line from record 1 on" in caplog.text
+
+
+def test_on_a_terminal_it_prints_a_table_and_progress(enriched: dict[str, Path]) -> None:
+    """Both streams on a pseudo-terminal: aligned table and progress; piped (other tests): JSON lines."""
+    controller, terminal = pty.openpty()
+    kubezeek = Path(sys.executable).parent / "kubezeek"
+    logs = enriched["compromised"] / "enriched"
+    done = subprocess.run(
+        [str(kubezeek), "query", str(logs), "--to", "external", "-c", "orig,resp"],
+        stdout=terminal, stderr=terminal, timeout=120, check=False,
+    )  # fmt: skip
+    os.close(terminal)
+    seen = b""
+    while True:
+        try:
+            data = os.read(controller, 65536)
+        except OSError:  # the terminal side is closed: everything has been read
+            break
+        if not data:
+            break
+        seen += data
+    os.close(controller)
+    text = seen.decode()
+    assert done.returncode == 0, text
+    assert "reading conn.log:" in text and "100.0%" in text
+    assert "orig                          resp" in text and "192.0.2.66 (external)" in text
+    assert "{" not in text
