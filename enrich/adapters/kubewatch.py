@@ -173,25 +173,32 @@ class ResourceWatch:
 
     def run(self, on_event: EventCallback, on_resync: ResyncCallback) -> None:
         """The loop. Returns when stopped; raises KubeForbiddenError / KubeError when fatal."""
-        failures = 0
+        failures = expiries = 0
         while not self._stop.is_set():
             try:
                 if self.resource_version is None:
                     on_resync(self._list())
                     self.synced.set()
                 if self._watch(on_event):
-                    failures = 0
+                    failures = expiries = 0
             except _Expired as exc:
                 log.info("%r: %s; listing again", self, exc)
                 self.resource_version = None
+                expiries += 1
+                if expiries > 1:  # 410 again right after a fresh list: don't hammer the server
+                    self._back_off(expiries - 1, exc)
             except KubeTransientError as exc:
-                self.connected = False
                 failures += 1
-                delay = min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** (failures - 1))
-                delay *= random.uniform(0.5, 1.0)
-                log.warning("%r: %s; retrying in %.1fs (failure %d)", self, exc, delay, failures)
-                self._stop.wait(delay)
+                self._back_off(failures, exc)
         self.connected = False
+
+    def _back_off(self, failures: int, reason: Exception) -> None:
+        """Wait before retrying: exponential in consecutive failures, capped, with jitter."""
+        self.connected = False
+        delay = min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** (failures - 1))
+        delay *= random.uniform(0.5, 1.0)
+        log.warning("%r: %s; retrying in %.1fs (failure %d)", self, reason, delay, failures)
+        self._stop.wait(delay)
 
     def _request(self, **params: Any) -> urllib3.BaseHTTPResponse:
         """One GET (list or watch) as raw JSON, library errors translated into ours."""

@@ -145,15 +145,22 @@ def test_410_gone_relists_and_the_resync_carries_deletions_missed(api: FakeApiSe
     assert watch.lists == 2
 
 
-def test_http_410_on_the_watch_request_relists(api: FakeApiServer) -> None:
+def test_http_410_on_the_watch_request_relists_every_time(api: FakeApiServer) -> None:
     api.add("pods", pod("web-1"))
     watch, seen = ResourceWatch(api_client(api), "pods", settings=FAST), Collector()
-    with running(watch, seen):
+    with running(watch, seen) as outcome:
         wait_for(lambda: api.open_watches == 1, what="watch open")
-        api.fail_next(1, 410, path="/pods")
+        api.fail_next(3, 410, path="/pods")  # the watch request, then the next list, then the next watch...
         api.drop_watches()
-        wait_for(lambda: len(seen.resyncs) == 2, what="re-list after HTTP 410")
+        wait_for(
+            lambda: watch.lists == 2 and watch.connected and api.open_watches == 1, what="watching again"
+        )
+        api.add("pods", pod("web-2"))
+        wait_for(lambda: seen.events == [("ADDED", "web-2")], what="event after the re-lists")
+    assert "error" not in outcome
+    assert seen.resyncs[-1] == ["web-1"]
     assert watch.lists == 2
+    assert [r.query.get("watch") == "true" for r in api.requests[-5:]] == [True, False, False, False, True]
 
 
 def test_dropped_connection_reconnects_with_backoff_without_losing_events(api: FakeApiServer) -> None:
