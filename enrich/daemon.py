@@ -63,7 +63,7 @@ def open_inventory(
         live=True,
         sync=cluster.sync,
         staleness=lambda: cluster.staleness(time.time()),
-        close=cluster.stop,
+        close=lambda: cluster.feed.stop(timeout=0.5),  # watch threads are daemons: do not wait long
     )
 
 

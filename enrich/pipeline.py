@@ -447,7 +447,7 @@ class Engine:
                     break
                 if not moved:
                     self.outputs.flush_all()  # visible now; durable at the next commit
-                    self.tailer.wait(self._wait_time(now))
+                    self.tailer.wait(min(self._wait_time(now), 0.25))  # 0.25: SIGTERM is seen soon
             self._release(time.time(), everything=True)
             if self.filter is not None:
                 self._send(self.filter.flush())

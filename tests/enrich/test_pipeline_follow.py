@@ -150,3 +150,52 @@ def test_appended_lines_and_rotation_are_followed(tmp_path: Path) -> None:
         (logs / "conn.log").write_bytes(conn("R3", "10.0.0.1"))
         got = wait_lines(out / "conn.log", 4)
     assert sorted(r["uid"] for r in got) == ["R0", "R1", "R2", "R3"]
+
+
+def test_live_cluster_pod_created_after_its_first_packet_is_still_named(tmp_path: Path) -> None:
+    """The real kubernetes client against the fake API server: the pod's ADDED event comes late."""
+    from enrich.daemon import open_inventory
+    from tests.support.fakeapi import FakeApiServer
+
+    logs, out = tmp_path / "logs", tmp_path / "out"
+    logs.mkdir()
+    with FakeApiServer() as api:
+        api.write_kubeconfig(tmp_path / "kubeconfig")
+        handle = open_inventory([], kubeconfig=str(tmp_path / "kubeconfig"), sync_timeout=20)
+        engine = Engine(
+            tail=TailSettings(log_dir=logs, settle=0.5),
+            outdir=out,
+            enricher=handle.enricher,
+            settings=EngineSettings(follow=True, hold_unknown=10.0, poll_interval=0.05),
+            before_turn=handle.sync,
+            inventory_age=handle.staleness,
+        )
+        thread = threading.Thread(target=engine.run, daemon=True)
+        thread.start()
+        try:
+            (logs / "conn.log").write_bytes(conn("Cfresh", "10.244.7.7"))
+            time.sleep(0.5)  # the record is read and waits
+            assert not (out / "conn.log").exists() or not (out / "conn.log").read_bytes()
+            api.add(
+                "pods",
+                {
+                    "metadata": {
+                        "name": "fresh",
+                        "namespace": "web",
+                        "creationTimestamp": "2027-01-15T07:59:00Z",
+                    },
+                    "spec": {"nodeName": "node-a"},
+                    "status": {
+                        "phase": "Running",
+                        "podIPs": [{"ip": "10.244.7.7"}],
+                        "startTime": "2027-01-15T07:59:00Z",
+                    },
+                },
+            )
+            got = wait_lines(out / "conn.log", 1, timeout=8)
+        finally:
+            engine.stop.set()
+            engine.tailer.wake()
+            thread.join(10)
+            handle.close()
+    assert got[0]["orig_k8s.kind"] == "pod" and got[0]["orig_k8s.name"] == "fresh"
