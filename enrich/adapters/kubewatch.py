@@ -257,7 +257,9 @@ class ResourceWatch:
             token = meta.get("continue")
             if not token:
                 break
-        self.resource_version = meta.get("resourceVersion")
+        if not meta.get("resourceVersion"):
+            raise KubeTransientError(f"{self.resource.plural}: list answer without a resourceVersion")
+        self.resource_version = str(meta["resourceVersion"])
         self.lists += 1
         self._succeeded()
         log.debug("%r: listed %d objects at resourceVersion %s", self, len(items), self.resource_version)

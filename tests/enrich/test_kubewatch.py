@@ -263,11 +263,13 @@ def test_stop_ends_a_long_watch_promptly(api: FakeApiServer) -> None:
 def test_nonsense_answer_to_a_list_is_retried(api: FakeApiServer) -> None:
     api.add("pods", pod("web-1"))
     api.fail_next(1, 200, body=b"<html>a proxy's error page</html>")
+    api.fail_next(1, 200, body=b'{"kind": "PodList", "metadata": {}, "items": []}')  # no resourceVersion
     watch, seen = ResourceWatch(api_client(api), "pods", settings=FAST), Collector()
     with running(watch, seen) as outcome:
         wait_for(lambda: watch.synced.is_set(), what="list after nonsense")
     assert "error" not in outcome
     assert seen.resyncs == [["web-1"]]
+    assert len([r for r in api.requests if r.query.get("watch") != "true"]) == 3
 
 
 def test_garbage_in_a_watch_stream_reconnects_without_losing_events(api: FakeApiServer) -> None:
