@@ -1,8 +1,9 @@
 """Benchmark of the incident filter: records/s through the full built-in ruleset vs an orjson parse-only loop.
 
 Builds N enriched records from the real enriched scenario logs (pcaps/*.zeek enriched with their
-recorded inventories by `kubezeek enrich`), resampled with unique uids, increasing ts and 500
-distinct pods so detections, dedupe and rate limits keep realistic state. In one run it measures:
+recorded inventories by `kubezeek enrich`), resampled with unique uids, increasing ts, random source
+ports and 500 distinct pods so detections, dedupe and rate limits keep realistic state; by default 5%
+come from the compromised scenario and 95% from the normal shop and churn ones. In one run it measures:
 
   * baseline: `orjson.loads` on every line;
   * filter at --level low (every rule evaluated, incl. thresholds), medium (default) and high:
@@ -34,7 +35,7 @@ from enrich.cli import main  # noqa: E402
 from enrich.core.incident import IncidentFilter  # noqa: E402
 
 
-def scenario_records(workdir: Path) -> list[tuple[str, dict]]:
+def scenario_records(workdir: Path) -> list[tuple[str, dict, bool]]:
     out = []
     for name in ("shop", "compromised", "churn"):
         target = workdir / name
@@ -45,16 +46,21 @@ def scenario_records(workdir: Path) -> list[tuple[str, dict]]:
         if result.exit_code:
             raise SystemExit(result.output)
         for log in sorted(target.iterdir()):
-            out += [(log.stem, orjson.loads(line)) for line in log.read_bytes().splitlines()]
+            lines = log.read_bytes().splitlines()
+            out += [(log.stem, orjson.loads(line), name == "compromised") for line in lines]
     return out
 
 
-def dataset(n: int, seeds: list[tuple[str, dict]]) -> list[tuple[str, bytes]]:
+def dataset(n: int, seeds: list[tuple[str, dict, bool]], attack_share: float) -> list[tuple[str, bytes]]:
+    """`attack_share` of the records come from the compromised scenario, the rest from shop and churn."""
     rng = random.Random(7)
+    attack = [(p, r) for p, r, bad in seeds if bad]
+    normal = [(p, r) for p, r, bad in seeds if not bad]
     lines = []
     ts = 1763700000.0
     for i in range(n):
-        path, base = seeds[rng.randrange(len(seeds))]
+        pool = attack if rng.random() < attack_share else normal
+        path, base = pool[rng.randrange(len(pool))]
         record = dict(base)
         ts += 0.002
         record["ts"] = round(ts, 6)
@@ -75,9 +81,9 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def run(n: int) -> None:
+def run(n: int, attack_share: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        lines = dataset(n, scenario_records(Path(tmp)))
+        lines = dataset(n, scenario_records(Path(tmp)), attack_share)
     ruleset = load_rules("incident")
     results: list[tuple[str, float, int]] = []
 
@@ -114,6 +120,9 @@ def run(n: int) -> None:
         f"{n:,} enriched records, {len(ruleset.rules)} rules; "
         f"Python {platform.python_version()}, {platform.machine()}"
     )
+    print(
+        f"{attack_share:.0%} of the records resampled from the compromised scenario, the rest from shop/churn"
+    )
     print(f"{'measurement':<36} {'seconds':>8} {'records/s':>12} {'vs baseline':>12} {'exported':>9}")
     for name, seconds, exported in results:
         print(f"{name:<36} {seconds:8.2f} {n / seconds:12,.0f} {seconds / base:11.1f}x {exported:9,}")
@@ -123,5 +132,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=500_000)
     parser.add_argument("--quick", action="store_true", help="100,000 records")
+    parser.add_argument(
+        "--attack-share", type=float, default=0.05, help="fraction from the compromised scenario"
+    )
     args = parser.parse_args()
-    run(100_000 if args.quick else args.records)
+    run(100_000 if args.quick else args.records, args.attack_share)

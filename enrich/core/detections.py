@@ -48,11 +48,13 @@ class Detection:
 
     def key_of(self, record: Mapping[str, Any]) -> tuple | None:
         """The `by` key; a record without a pod falls back to its originator address."""
-        values = tuple(get(record) for get in self._by)
-        if all(v is not MISSING and v is not None for v in values):
-            return values
-        orig = record.get("id.orig_h")
-        return ("ip", orig) if isinstance(orig, str) else None
+        values = tuple(map(record.get, self.threshold.by))
+        if None in values:
+            values = tuple(get(record) for get in self._by)  # label paths and other nested fields
+            if any(v is MISSING or v is None for v in values):
+                orig = record.get("id.orig_h")
+                return ("ip", orig) if isinstance(orig, str) else None
+        return values
 
     def observe(
         self, record: Mapping[str, Any], ts: float, selected_elsewhere: bool = False, payload: Any = None
@@ -71,7 +73,11 @@ class Detection:
         if state is None:
             state = self._keys[key] = _KeyState()
         state.last_ts = max(state.last_ts, ts)
-        value = tuple(_hashable(get(record)) for get in self._distinct) or (ts, self._next())
+        value = tuple(map(record.get, self.threshold.distinct))
+        if not value:
+            value = (ts, self._next())
+        elif None in value or any(isinstance(v, (list, dict)) for v in value):
+            value = tuple(_hashable(get(record)) for get in self._distinct)
         state.seen[value] = ts
         state.seen.move_to_end(value)
         self._expire(state)
