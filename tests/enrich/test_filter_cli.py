@@ -115,7 +115,7 @@ def test_missing_input_and_bad_network_fail_with_one_line(tmp_path: Path) -> Non
 
 
 def test_undelivered_records_fail_the_run(enriched: dict[str, Path], tmp_path: Path) -> None:
-    from tests.enrich.httppeer import free_port
+    from tests.support.httppeer import free_port
 
     sink = f"http://127.0.0.1:{free_port()}/"
     args = ["filter", str(enriched["compromised"] / "ssl.log"), "--sink", sink, "--flush-timeout", "0"]

@@ -11,7 +11,7 @@ import pytest
 
 from enrich.adapters.sinks import open_sink
 from enrich.errors import SinkError
-from tests.enrich.httppeer import HttpPeer, free_port, make_cert
+from tests.support.httppeer import HttpPeer, free_port, make_cert
 
 
 def recs(start: int, stop: int) -> list[dict]:

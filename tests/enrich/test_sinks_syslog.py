@@ -12,7 +12,7 @@ import pytest
 
 from enrich.adapters.sink_syslog import format_message, frame, header_value, sd_value
 from enrich.adapters.sinks import open_sink
-from tests.enrich.httppeer import free_port, make_cert
+from tests.support.httppeer import free_port, make_cert
 
 RECORD = {
     "ts": 1763635800.5,

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 
 from enrich.adapters.spool import MemoryQueue, Spool
-from tests.enrich.httppeer import HttpPeer, free_port
+from tests.support.httppeer import HttpPeer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

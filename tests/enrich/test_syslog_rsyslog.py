@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from enrich.adapters.sinks import open_sink
-from tests.enrich.httppeer import free_port
+from tests.support.httppeer import free_port
 
 RSYSLOGD = shutil.which("rsyslogd") or ("/usr/sbin/rsyslogd" if Path("/usr/sbin/rsyslogd").exists() else None)
 pytestmark = pytest.mark.skipif(RSYSLOGD is None, reason="rsyslogd not installed (Debian package rsyslog)")
