@@ -24,14 +24,12 @@ from pathlib import Path
 from pyroute2 import IPRoute, NetNS
 from pyroute2.netlink.exceptions import NetlinkError as PyNetlinkError
 
+from sensor.adapters import rtdump
 from sensor.core.plan import (
     CLASSID,
     EGRESS,
     INGRESS,
     MIRROR,
-    PASS,
-    PRIO_FIRST,
-    PRIO_MIRROR,
     Action,
     ActualState,
     TcFilter,
@@ -43,7 +41,6 @@ log = logging.getLogger(__name__)
 
 CAPTURE_ALIAS = "kubezeek-sensor capture"  # ifalias marking kz0 as ours
 PARENTS = {INGRESS: 0xFFFFFFF2, EGRESS: 0xFFFFFFF3}  # clsact ingress / egress
-ETH_P_ALL, ETH_P_IP, ETH_P_IPV6 = 0x0003, 0x0800, 0x86DD
 AF_BRIDGE = 7
 
 
@@ -58,6 +55,9 @@ class Link:
     peer_netnsid: int | None
     master: int | None
     alias: str | None
+    mtu: int | None = None
+    up: bool = False
+    noarp: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,78 +69,25 @@ class HostInterface:
     method: str
 
 
-def _link(msg) -> Link:
+IFLA_IFNAME, IFLA_LINK, IFLA_MASTER, IFLA_IFALIAS, IFLA_LINKINFO, IFLA_LINK_NETNSID = 3, 5, 10, 20, 18, 37
+IFLA_MTU, IFF_UP, IFF_NOARP = 4, 0x1, 0x80
+
+
+def _link(index: int, flags: int, a: rtdump.Attrs) -> Link:
+    info = rtdump.attrs(a[IFLA_LINKINFO]) if IFLA_LINKINFO in a else {}
+    netnsid = a.get(IFLA_LINK_NETNSID)
     return Link(
-        index=msg["index"],
-        name=msg.get_attr("IFLA_IFNAME"),
-        kind=msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND"),
-        peer_index=msg.get_attr("IFLA_LINK"),
-        peer_netnsid=msg.get_attr("IFLA_LINK_NETNSID"),
-        master=msg.get_attr("IFLA_MASTER"),
-        alias=msg.get_attr("IFLA_IFALIAS"),
+        index=index,
+        name=rtdump.text(a.get(IFLA_IFNAME)) or "",
+        kind=rtdump.text(info.get(1)),  # IFLA_INFO_KIND
+        peer_index=rtdump.u32(a.get(IFLA_LINK)),
+        peer_netnsid=struct.unpack("=i", netnsid[:4])[0] if netnsid else None,
+        master=rtdump.u32(a.get(IFLA_MASTER)),
+        alias=rtdump.text(a.get(IFLA_IFALIAS)),
+        mtu=rtdump.u32(a.get(IFLA_MTU)),
+        up=bool(flags & IFF_UP),
+        noarp=bool(flags & IFF_NOARP),
     )
-
-
-def _pass_keys(cidr: str) -> tuple[int, list[str]]:
-    """u32 keys matching the source address of `cidr` (offsets from the network header)."""
-    net = ipaddress.ip_network(cidr)
-    if net.version == 4:
-        return ETH_P_IP, [f"0x{int(net.network_address):08x}/0x{int(net.netmask):08x}+12"]
-    addr, mask = int(net.network_address), int(net.netmask)
-    keys = []
-    for word in range(4):
-        shift = 96 - 32 * word
-        keys.append(
-            f"0x{(addr >> shift) & 0xFFFFFFFF:08x}/0x{(mask >> shift) & 0xFFFFFFFF:08x}+{8 + 4 * word}"
-        )
-    return ETH_P_IPV6, keys
-
-
-TCA_U32_SEL = 5
-
-
-def _u32_keys(options) -> dict[int, tuple[int, int]] | None:
-    """offset -> (value, mask) of a u32 filter's keys, decoded from the raw TCA_OPTIONS bytes.
-
-    Decoded by hand: pyroute2 0.9 misreads `struct tc_u32_key` in dumps (4 bytes off)."""
-    raw = bytes(options.data[options.offset : options.offset + options.length])
-    pos = 4
-    while pos + 4 <= len(raw):
-        length, kind = struct.unpack_from("=HH", raw, pos)
-        if length < 4:
-            return None
-        if kind & 0x3FFF == TCA_U32_SEL:
-            payload = raw[pos + 4 : pos + length]
-            nkeys = payload[2]
-            keys = {}
-            for i in range(nkeys):
-                mask, val = struct.unpack_from(">II", payload, 16 + 16 * i)
-                (off,) = struct.unpack_from("=i", payload, 24 + 16 * i)
-                keys[off] = (val, mask)
-            return keys
-        pos += (length + 3) & ~3
-    return None
-
-
-def _cidr_from_keys(protocol: int, words: dict[int, tuple[int, int]] | None) -> str | None:
-    """Inverse of _pass_keys, for filters read back from the kernel."""
-    try:
-        if words is None:
-            return None
-        if protocol == ETH_P_IP and set(words) == {12}:
-            val, mask = words[12]
-            net = ipaddress.ip_network((val, bin(mask).count("1")))
-        elif protocol == ETH_P_IPV6 and set(words) == {8, 12, 16, 20}:
-            val = mask = 0
-            for off in (8, 12, 16, 20):
-                val = (val << 32) | words[off][0]
-                mask = (mask << 32) | words[off][1]
-            net = ipaddress.ip_network((val, bin(mask).count("1")))
-        else:
-            return None
-    except ValueError:
-        return None
-    return str(net)
 
 
 class NetlinkHost:
@@ -179,11 +126,10 @@ class NetlinkHost:
     # -- links and the capture interface ---------------------------------------------------------------
 
     def links(self) -> dict[int, Link]:
-        return {m["index"]: _link(m) for m in self._call("list links", self.ipr.get_links)}
+        return {index: _link(index, flags, a) for index, flags, a in rtdump.links()}
 
     def _by_name(self, name: str) -> Link | None:
-        found = self._call(f"look up {name}", self.ipr.link_lookup, ifname=name)
-        return self.links().get(found[0]) if found else None
+        return next((link for link in self.links().values() if link.name == name), None)
 
     def capture_ifindex(self) -> int | None:
         """kz0's index if it exists and is ours (marked by its alias), else None."""
@@ -210,18 +156,26 @@ class NetlinkHost:
             )
             log.info("created capture interface %s (veth, peer %s)", cap.interface, cap.peer)
         for name in (cap.interface, cap.peer):
-            index = self._call(f"look up {name}", self.ipr.link_lookup, ifname=name)
-            if not index:
-                raise CaptureInterfaceError(f"{name} vanished while being set up")
-            # The peer drops what it receives: no ARP, no IPv6, no address.
-            flags = {"arp": False} if name == cap.peer else {}
-            self._call(
-                f"set {name} up", self.ipr.link, "set", index=index[0], mtu=cap.mtu, state="up", **flags
-            )
-            self._call(f"mark {name}", self.ipr.link, "set", index=index[0], ifalias=CAPTURE_ALIAS)
-            _sysctl(f"net/ipv6/conf/{name}/disable_ipv6", "1")
-        _sysctl(f"net/ipv4/conf/{cap.peer}/rp_filter", "1")
+            self._set_up(name, created=link is None)
         return self.capture_ifindex() or 0
+
+    def _set_up(self, name: str, *, created: bool) -> None:
+        """MTU, up, our alias; the peer drops what it receives (no ARP, no IPv6, no address)."""
+        cap = self.capture
+        link = self._by_name(name)
+        if link is None:
+            raise CaptureInterfaceError(f"{name} is missing (half of the capture veth pair)")
+        peer = name == cap.peer
+        if created or link.mtu != cap.mtu or not link.up or link.alias != CAPTURE_ALIAS or peer != link.noarp:
+            flags = {"arp": False} if peer else {}
+            self._call(
+                f"set {name} up", self.ipr.link, "set", index=link.index, mtu=cap.mtu, state="up", **flags
+            )
+            self._call(f"mark {name}", self.ipr.link, "set", index=link.index, ifalias=CAPTURE_ALIAS)
+        if created:
+            _sysctl(f"net/ipv6/conf/{name}/disable_ipv6", "1")
+            if peer:
+                _sysctl(f"net/ipv4/conf/{name}/rp_filter", "1")
 
     def remove_capture(self) -> bool:
         """Delete kz0 (and so its peer) if it is ours."""
@@ -337,17 +291,16 @@ class NetlinkHost:
     def read_actual(self, owned: set[tuple[int, str]]) -> ActualState:
         """Every clsact qdisc, our filters on them (priority range + classid), others' filter counts."""
         links = self.links()
-        qdiscs = self._call("list qdiscs", self.ipr.get_qdiscs)
-        clsact = {q["index"] for q in qdiscs if q.get_attr("TCA_KIND") == "clsact" and q["index"] in links}
+        clsact = {q.ifindex for q in rtdump.qdiscs() if q.kind == "clsact" and q.ifindex in links}
         filters: list[TcFilter] = []
         foreign: dict[int, int] = {}
         for ifindex in sorted(clsact):
             for direction, parent in PARENTS.items():
                 try:
-                    msgs = self.ipr.get_filters(index=ifindex, parent=parent)
-                except PyNetlinkError:
+                    msgs = rtdump.filters(ifindex, parent)
+                except NetlinkError:
                     continue  # the device went away meanwhile
-                ours, others = _classify(ifindex, direction, msgs)
+                ours, others = rtdump.classify(ifindex, direction, msgs)
                 filters.extend(ours)
                 if others:
                     foreign[ifindex] = foreign.get(ifindex, 0) + others
@@ -384,45 +337,9 @@ def _filter_args(f: TcFilter) -> dict:
     args = {"index": f.ifindex, "parent": PARENTS[f.direction], "prio": f.prio, "target": CLASSID}
     if f.kind == MIRROR:
         action = {"kind": "mirred", "direction": "egress", "action": "mirror", "ifindex": f.target}
-        return {**args, "protocol": ETH_P_ALL, "keys": ["0x0/0x0+0"], "action": [action]}
-    protocol, keys = _pass_keys(f.cidr or "")
+        return {**args, "protocol": rtdump.ETH_P_ALL, "keys": ["0x0/0x0+0"], "action": [action]}
+    protocol, keys = rtdump.pass_keys(f.cidr or "")
     return {**args, "protocol": protocol, "keys": keys}
-
-
-def _classify(ifindex: int, direction: str, msgs) -> tuple[list[TcFilter], int]:
-    """Split one device/direction's filter dump into ours and a count of others' (by priority)."""
-    ours: list[TcFilter] = []
-    foreign: set[int] = set()
-    for msg in msgs:
-        prio, protocol = msg["info"] >> 16, socket.ntohs(msg["info"] & 0xFFFF)
-        options = msg.get_attr("TCA_OPTIONS")
-        if msg.get_attr("TCA_KIND") != "u32":
-            foreign.add(prio)
-            continue
-        if not options or options.get_attr("TCA_U32_SEL") is None:
-            continue  # the u32 hash-table header messages
-        classid = options.get_attr("TCA_U32_CLASSID")
-        if not (PRIO_FIRST <= prio <= PRIO_MIRROR and classid == CLASSID):
-            foreign.add(prio)
-            continue
-        mirred = _mirred_target(options)
-        if mirred is not None:
-            ours.append(TcFilter(ifindex=ifindex, direction=direction, prio=prio, kind=MIRROR, target=mirred))
-        else:
-            cidr = _cidr_from_keys(protocol, _u32_keys(options))
-            ours.append(TcFilter(ifindex=ifindex, direction=direction, prio=prio, kind=PASS, cidr=cidr))
-    return list(dict.fromkeys(ours)), len(foreign)
-
-
-def _mirred_target(options) -> int | None:
-    acts = options.get_attr("TCA_U32_ACT")
-    if acts is None:
-        return None
-    for _, act in acts["attrs"]:
-        if act.get_attr("TCA_ACT_KIND") == "mirred":
-            parms = act.get_attr("TCA_ACT_OPTIONS").get_attr("TCA_MIRRED_PARMS")
-            return parms["ifindex"]
-    return -1  # an action of ours that is not a mirror: planned away as unexpected
 
 
 def _sysctl(name: str, value: str) -> None:
