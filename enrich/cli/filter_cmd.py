@@ -42,16 +42,28 @@ def _networks(values: tuple[str, ...]) -> dict[str, list[str]]:
     "--level", type=LEVELS, default="medium", show_default=True, help="Lowest rule severity exported."
 )
 @click.option(
-    "--sink", "sinks", multiple=True, help="stdout, file:PATH, http(s)://..., syslog+tcp|tls://; repeatable."
+    "--sink",
+    "sinks",
+    multiple=True,
+    envvar="KUBEZEEK_FILTER_SINK",
+    help="stdout, file:PATH, http(s)://..., syslog+tcp|tls://; repeatable.",
 )
 @click.option(
     "--spool-dir", type=click.Path(file_okay=False), help="Disk spool for network sinks (survives restarts)."
 )
 @click.option(
-    "--network", "networks", multiple=True, help="Named network override, NAME=CIDR[,CIDR]; repeatable."
+    "--network",
+    "networks",
+    multiple=True,
+    envvar="KUBEZEEK_FILTER_NETWORK",
+    help="Named network override, NAME=CIDR[,CIDR]; repeatable.",
 )
 @click.option(
-    "--path", "stdin_path", default="unknown", help="Zeek log name of stdin records without `_path`."
+    "--path",
+    "stdin_path",
+    default="unknown",
+    envvar="KUBEZEEK_FILTER_PATH",
+    help="Zeek log name of stdin records without `_path`.",
 )
 @click.option(
     "--flush-timeout",

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from enrich.cli import main
 from tests.conftest import scenario_paths
+from tests.support.httppeer import free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -85,18 +86,19 @@ def test_level_high_exports_a_subset_of_medium(enriched: dict[str, Path], tmp_pa
     assert all(r["incident.severity"] == "high" for r in high)
 
 
-def test_stdin_with_path_and_env_level(enriched: dict[str, Path], tmp_path: Path) -> None:
+def test_stdin_with_path_and_options_from_the_environment(enriched: dict[str, Path], tmp_path: Path) -> None:
     data = (enriched["compromised"] / "conn.log").read_bytes()
     out = tmp_path / "o.jsonl"
     result = CliRunner().invoke(
         main,
-        ["filter", "-", "--path", "conn", "--sink", f"file:{out}"],
+        ["filter", "-", "--path", "conn"],
         input=data,
-        env={"KUBEZEEK_FILTER_LEVEL": "high"},
+        env={"KUBEZEEK_FILTER_LEVEL": "high", "KUBEZEEK_FILTER_SINK": f"file:{out} file:{out}.copy"},
     )
     assert result.exit_code == 0, result.output
     records = [orjson.loads(x) for x in out.read_bytes().splitlines()]
     assert records and all(r["incident.severity"] == "high" for r in records)
+    assert Path(f"{out}.copy").read_bytes() == out.read_bytes()  # both sinks from the environment
     assert "exported" in result.output  # the summary line on stderr
 
 
@@ -115,7 +117,6 @@ def test_missing_input_and_bad_network_fail_with_one_line(tmp_path: Path) -> Non
 
 
 def test_undelivered_records_fail_the_run(enriched: dict[str, Path], tmp_path: Path) -> None:
-    from tests.support.httppeer import free_port
 
     sink = f"http://127.0.0.1:{free_port()}/"
     args = ["filter", str(enriched["compromised"] / "ssl.log"), "--sink", sink, "--flush-timeout", "0"]
