@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from enrich.core.model import (
@@ -85,9 +86,15 @@ def parse_time(value: Any, what: str) -> float | None:
     if not isinstance(value, str):
         raise InventoryError(f"{what} is {value!r}, not a timestamp")
     try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        return _rfc3339(value)
     except ValueError:
         raise InventoryError(f"{what} is {value!r}, not an RFC 3339 timestamp") from None
+
+
+@lru_cache(maxsize=8192)
+def _rfc3339(value: str) -> float:
+    """Memoised: the same timestamps recur across the objects of one list or watch."""
+    dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()

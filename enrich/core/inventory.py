@@ -168,14 +168,15 @@ class Inventory:
     def _upsert(self, kind: str, obj, start: float | None, event: InventoryEvent) -> Owner:
         key = (kind, obj.uid)
         owner = self._objs.get(key)
+        if owner is not None and _same_identity(owner.latest, obj):
+            return owner  # nothing a lookup reports has changed: keep the version held
         if isinstance(obj, PodInfo):
             obj = self._compact(obj)
         if owner is None:
             owner = Owner(kind, obj.uid, start if start is not None else NEG_INF, obj)
             self._objs[key] = owner
             return owner
-        changed = not _same_identity(owner.latest, obj)
-        owner.add_version(event.ts, obj, changed, self.newest - self.settings.retention)
+        owner.add_version(event.ts, obj, self.newest - self.settings.retention)
         return owner
 
     def _compact(self, pod: PodInfo) -> PodInfo:

@@ -37,9 +37,9 @@ class Owner:
         i = bisect_right(self.version_times, ts) - 1
         return self.versions[max(i, 0)]
 
-    def add_version(self, ts: float | None, info: InventoryObject, changed: bool, keep_after: float) -> None:
-        """Record `info`; a real change seen at a known later time starts a new version, else it corrects."""
-        if not changed or ts is None or ts <= self.version_times[-1]:
+    def add_version(self, ts: float | None, info: InventoryObject, keep_after: float) -> None:
+        """Record a changed `info`: from `ts` on when known and later, else it corrects the latest version."""
+        if ts is None or ts <= self.version_times[-1]:
             self.versions[-1] = info
             return
         self.versions.append(info)
