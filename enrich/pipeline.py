@@ -15,9 +15,8 @@ re-done line by line with the full parser, which sends malformed lines to the qu
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import operator
-import re
 import threading
 import time
 from collections import deque
@@ -36,27 +35,10 @@ from enrich.core.enrichment import Enricher
 from enrich.core.zeeklog import LineError, LogReader, log_path_from_filename
 from enrich.core.zeekschema import CONN_TUPLE
 from enrich.errors import ConfigError, SourceError
+from enrich.fastpath import UNKNOWN as _UNKNOWN
+from enrich.fastpath import FastEnricher, TsvPlan
 
 log = logging.getLogger(__name__)
-
-_IP = rb"[0-9A-Fa-f:.]+"
-_TUPLE = (
-    rb'"id\.orig_h":"('
-    + _IP
-    + rb')","id\.orig_p":[0-9]+,"id\.resp_h":"('
-    + _IP
-    + rb')","id\.resp_p":[0-9]+[,}]'
-)
-# The start of a Zeek JSON line with the connection tuple, right after a newline: ts, uid, the tuple
-# (conn, dns, http, ssl, weird...), or ts, up to two string fields (files: fuid, uid), the tuple.
-_FAST_PREFIXES = (
-    re.compile(rb'\n\{"ts":([0-9]+\.?[0-9]*),"uid":"[^"\\\n]*",' + _TUPLE),
-    re.compile(rb'\n\{"ts":([0-9]+\.?[0-9]*),(?:"[a-z_]+":"[^"\\\n]*",){0,2}' + _TUPLE),
-)
-_CACHE_MAX = 200_000
-INF, NEG_INF = float("inf"), float("-inf")
-_UNKNOWN = b'_k8s.kind":"unknown"'
-_BYTES_OF, _UNKNOWN_OF = operator.itemgetter(2), operator.itemgetter(3)
 
 
 class RecordFilter(Protocol):
@@ -96,51 +78,6 @@ class EnrichStats:
     incidents: int = 0
 
 
-class _Fragments:
-    """Serialised enrichment per address for one side (`orig`/`resp`), with the time window it holds in.
-
-    `lo`/`hi` bound the windows of all entries (the latest start, the earliest end), so one
-    comparison tells whether every cached answer holds for a chunk's whole time span.
-    """
-
-    def __init__(self, prefix: str, tail: bytes) -> None:
-        self.prefix, self.tail = prefix, tail
-        self.entries: dict[bytes, tuple[float, float, bytes, int]] = {}
-        self.lo, self.hi = NEG_INF, INF
-
-    def clear(self) -> None:
-        self.entries.clear()
-        self.lo, self.hi = NEG_INF, INF
-
-    def answers(self, ips: tuple[bytes, ...], first: float, last: float, enricher: Enricher) -> list | None:
-        """Each address's entry, when every one holds from `first` to `last` independent of the port."""
-        got = list(map(self.entries.get, ips))
-        if self.lo <= first and last < self.hi and None not in got:
-            return got
-        entries = self.entries
-        if len(entries) > _CACHE_MAX:
-            entries.clear()
-        for ip in [ip for ip, e in entries.items() if not (e[0] <= first and last < e[1])]:
-            del entries[ip]  # stale for this span (records come roughly in time order)
-        for ip in set(ips) - entries.keys():
-            address = ip.decode()
-            match = enricher.inventory.lookup(address, first)
-            if match.port_sensitive:  # a node IP shared with hostNetwork pods: needs the port
-                return None
-            fragment = enricher.endpoint_fragment(self.prefix, address, first)
-            entries[ip] = (
-                match.valid_from,
-                match.valid_to,
-                b"," + fragment + self.tail,
-                int(_UNKNOWN in fragment),
-            )
-        self.lo = max((e[0] for e in entries.values()), default=NEG_INF)
-        self.hi = min((e[1] for e in entries.values()), default=INF)
-        if not (self.lo <= first and last < self.hi):
-            return None
-        return list(map(entries.__getitem__, ips))
-
-
 @dataclass(slots=True)
 class _Held:
     deadline: float
@@ -157,7 +94,9 @@ class _Stream:
     reader: LogReader
     out_name: str
     log: str
-    fast: bool
+    fast: bool  # JSON lines with the connection tuple may take the fast path
+    plan: TsvPlan | None = None  # TSV lines' fast path, once the header is known
+    header: list[bytes] = field(default_factory=list)
     held: deque = field(default_factory=deque)
 
 
@@ -201,10 +140,7 @@ class Engine:
         self._streams: dict[str, _Stream] = {}
         self._counts = {"lines": 0, "records": 0, "errors": 0, "unresolved": 0, "bytes": 0, "incidents": 0}
         self._held_total = 0
-        self._fast_matches: list[tuple[bytes, ...]] = []
-        self._orig = _Fragments("orig", b"")
-        self._resp = _Fragments("resp", b"}\n")
-        self._generation = -1
+        self.fast = FastEnricher(enricher)
         self._last_ts: float | None = None
         self._quarantine_to_log = outdir is None
 
@@ -213,27 +149,35 @@ class Engine:
         stream = self._streams.get(src.key)
         if stream is None:
             reader = LogReader(source=str(src.path))
+            header = []
             if src.read_offset > 0:
                 for line, lineno in self.tailer.header(src):
                     reader.feed(line, lineno)
+                    header.append(line.rstrip(b"\r\n"))
             name = log_path_from_filename(src.path.name)
             fast = reader.addr_fields == CONN_TUPLE and reader.format != "tsv"
-            stream = _Stream(reader=reader, out_name=f"{name}.log", log=name, fast=fast)
+            stream = _Stream(reader=reader, out_name=f"{name}.log", log=name, fast=fast, header=header)
+            self._plan(stream)
             self._streams[src.key] = stream
         return stream
 
     def _process(self, chunk: Chunk, now: float) -> None:
-        src, stream = chunk.source, self._stream(chunk.source)
+        stream = self._stream(chunk.source)
+        if chunk.data[:1] == b"#" or (stream.plan is not None and b"\n#" in chunk.data):
+            for part in _header_runs(chunk):  # TSV header/footer lines apart, so data lines stay fast
+                self._process_one(part, stream, now)
+        else:
+            self._process_one(chunk, stream, now)
+
+    def _process_one(self, chunk: Chunk, stream: _Stream, now: float) -> None:
+        src = chunk.source
         if chunk.oversized:
             reason = "line longer than one read; skipped"
             self._quarantine(stream, chunk.first_lineno, reason, chunk.data, now)
             out, n, unknown = b"", 0, 0
         elif (
-            stream.fast
-            and not stream.held
-            and chunk.data[:1] == b"{"
-            and self._fast_ok(chunk)
-            and (fast := self._fast_chunk(chunk.data)) is not None
+            not stream.held
+            and (fast := self._fast(stream, chunk)) is not None
             and not (fast[1] and self.settings.follow and self.settings.hold_unknown > 0)
         ):
             (out, unknown), n = fast, chunk.nlines
@@ -248,51 +192,16 @@ class Engine:
         if stream.reader.closed:
             self.tailer.finish(src)
 
-    def _fast_ok(self, chunk: Chunk) -> bool:
-        """Can this chunk take the fast path? Every line must start with ts and the tuple, end with `}`,
-        hold one record only, and the chunk must be valid UTF-8 without NUL bytes."""
-        data, n = chunk.data, chunk.nlines
-        if not data.endswith(b"}\n") or b"\x00" in data:
-            return False
-        if data.count(b"{") != n and data.count(b'{"ts":') != n:  # `{` in strings; or records glued
-            return False
-        if not data.isascii():
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError:
-                return False
-        framed = b"\n" + data
-        for pattern in _FAST_PREFIXES:
-            self._fast_matches = pattern.findall(framed)  # anchored after newlines: one per line start
-            if len(self._fast_matches) == n:
-                return True
-        return False
-
-    def _fast_chunk(self, data: bytes) -> tuple[bytes, int] | None:
-        """Enriched lines for a matched chunk and how many endpoints were unknown, or None (use the slow
-        path) when a line does not end with `}` or an endpoint's answer changes within the chunk's
-        time span. No per-line Python: cached fragments are interleaved with the lines by list slicing."""
-        bodies = data.split(b"}\n")  # `}` + newline only ends lines: JSON escapes newlines in strings
-        if len(bodies) != len(self._fast_matches) + 1:
+    def _fast(self, stream: _Stream, chunk: Chunk) -> tuple[bytes, int] | None:
+        """The chunk enriched without decoding each record, or None (then the full parser does it)."""
+        if stream.fast and chunk.data[:1] == b"{":
+            out = self.fast.json_chunk(chunk.data, chunk.nlines)
+        elif stream.plan is not None:
+            out = self.fast.tsv_chunk(stream.plan, chunk.data, chunk.nlines)
+        else:
             return None
-        bodies.pop()
-        generation = self.enricher.inventory.generation
-        if generation != self._generation:
-            self._orig.clear()
-            self._resp.clear()
-            self._generation = generation
-        ts_b, ohs, rhs = zip(*self._fast_matches)
-        stamps = list(map(float, ts_b))
-        first, last = min(stamps), max(stamps)
-        origs = self._orig.answers(ohs, first, last, self.enricher)
-        resps = self._resp.answers(rhs, first, last, self.enricher) if origs is not None else None
-        if resps is None:
-            return None
-        self._last_ts = stamps[-1]
-        unknown = sum(map(_UNKNOWN_OF, origs)) + sum(map(_UNKNOWN_OF, resps))
-        out: list[bytes] = [b""] * (3 * len(bodies))
-        out[0::3], out[1::3], out[2::3] = bodies, list(map(_BYTES_OF, origs)), list(map(_BYTES_OF, resps))
-        return b"".join(out), unknown
+        self._last_ts = self.fast.last_ts
+        return out
 
     def _slow_chunk(self, chunk: Chunk, stream: _Stream, now: float) -> tuple[bytes, int, int]:
         """Line by line with the full parser: exact errors, and holding of unknown addresses."""
@@ -304,6 +213,8 @@ class Engine:
             offset += len(line) + 1
             record = stream.reader.feed(line, lineno)
             if record is None:
+                if line.startswith(b"#"):
+                    self._header_line(stream, line)
                 continue
             if isinstance(record, LineError):
                 self._quarantine(stream, lineno, record.reason, line, now)
@@ -322,6 +233,20 @@ class Engine:
             parts.append(out)
         out = b"".join(parts)
         return out, len(parts), out.count(_UNKNOWN)
+
+    def _header_line(self, stream: _Stream, line: bytes) -> None:
+        if line.startswith(b"#separator"):
+            stream.header.clear()
+            stream.plan = None
+        stream.header.append(line.rstrip(b"\r\n"))
+        if line.startswith(b"#types"):
+            self._plan(stream)
+
+    @staticmethod
+    def _plan(stream: _Stream) -> None:
+        reader = stream.reader
+        if reader.format == "tsv" and reader.fields and reader.addr_fields == CONN_TUPLE:
+            stream.plan = TsvPlan.for_reader(reader.fields, reader.types, stream.header)
 
     def _render(self, stream: _Stream, line: bytes, record: dict) -> bytes:
         """One enriched JSON line: the raw JSON line plus fields, or a TSV record serialised."""
@@ -545,3 +470,26 @@ def enrich_directory(
 
 def _fields(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__dataclass_fields__}
+
+
+def _header_runs(chunk: Chunk) -> list[Chunk]:
+    """The chunk cut into runs of `#` lines and runs of data lines (TSV headers and #close footers)."""
+    data, parts, pos, lineno = chunk.data, [], 0, chunk.first_lineno
+    while pos < len(data):
+        header = data.startswith(b"#", pos)
+        end = pos
+        while end < len(data) and data.startswith(b"#", end) == header:
+            nl = data.find(b"\n", end)
+            end = len(data) if nl < 0 else nl + 1
+        n = data.count(b"\n", pos, end) + (not data.endswith(b"\n", pos, end))
+        part = dataclasses.replace(
+            chunk,
+            data=data[pos:end],
+            start=chunk.start + pos,
+            end=chunk.start + end,
+            first_lineno=lineno,
+            nlines=n,
+        )
+        parts.append(part)
+        pos, lineno = end, lineno + n
+    return parts

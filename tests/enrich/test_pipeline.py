@@ -217,3 +217,29 @@ def test_quarantine_goes_to_the_log_when_writing_to_stdout(
     out = capfdbinary.readouterr().out
     assert len(out.splitlines()) == stats.records == 23
     assert stats.errors == 1 and "garbage" in caplog.text
+
+
+def test_tsv_fast_path_equals_the_full_parser(tmp_path: Path) -> None:
+    tsv = scenario_paths("compromised")["tsv_logs"].joinpath("conn.log").read_bytes().splitlines()
+    header = [x for x in tsv if x.startswith(b"#") and not x.startswith(b"#close")]
+    rows = [x.split(b"\t") for x in tsv if not x.startswith(b"#")]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    lines = []
+    for i in range(20000):  # several chunks: the fast path after the header chunk
+        cols = list(rows[i % len(rows)])
+        cols[0], cols[1] = f"{1763634800 + i * 0.01:.6f}".encode(), f"T{i}".encode()
+        cols[2] = f"10.244.{1 + i % 2}.{10 + i % 30}".encode()
+        cols[4] = [b"10.96.0.10", b"198.51.100.44", b"10.244.2.21", b"fd00::1"][i % 4]
+        cols[7] = [b"-", b"dns", b"(empty)", b"http"][i % 4]  # unset, set, empty string
+        cols[12] = [b"T", b"F", b"-"][i % 3]  # bool, unset bool
+        cols[20] = [b"-", b"(empty)", b"Cabc,Cdef", b"Cx"][i % 4]  # set[string]
+        lines.append(b"\t".join(cols))
+    lines[4321] = (
+        lines[4321].replace(b"\tdns\t", b"\td\\x09s\t").replace(b"\thttp\t", b"\th\\x09p\t")
+    )  # escape
+    (logs / "conn.log").write_bytes(b"\n".join([*header, *lines, b"#close\t2026-11-22-03-00-00"]) + b"\n")
+    stats = enrich_directory(logs, tmp_path / "out", enricher_for("shop"))
+    got, want = records(tmp_path / "out" / "conn.log"), expected(logs / "conn.log", enricher_for("shop"))
+    assert stats.errors == 0 and len(got) == 20000
+    assert got == want
