@@ -218,8 +218,20 @@ class Agent:
         return done
 
 
-def run_loop(agent: Agent, watch, stop: threading.Event, wake: threading.Event, *, once: bool, dry_run: bool):
-    """Reconcile after every pod change and at least every reconcile_interval until `stop` is set."""
+def run_loop(
+    agent: Agent,
+    watch,
+    stop: threading.Event,
+    wake: threading.Event,
+    *,
+    once: bool,
+    dry_run: bool,
+    reload: Callable[[], SensorSettings | None] = lambda: None,
+):
+    """Reconcile after every pod change and at least every reconcile_interval until `stop` is set.
+
+    `reload()` is asked before each pass for changed settings (the config file was edited).
+    """
     while not stop.is_set() and not watch.synced.wait(0.2):
         if watch.error is not None:
             raise watch.error
@@ -227,6 +239,9 @@ def run_loop(agent: Agent, watch, stop: threading.Event, wake: threading.Event, 
         wake.clear()
         if watch.error is not None:
             raise watch.error
+        changed = reload()
+        if changed is not None:
+            agent.settings = changed
         report = agent.reconcile(watch.snapshot(), dry_run=dry_run)
         if once:
             return report

@@ -16,7 +16,7 @@ import click
 
 from enrich import __version__
 from enrich.errors import KubezeekError
-from sensor.runner import cleanup_node, run_sensor
+from sensor.runner import ConfigReloader, cleanup_node, run_sensor
 from sensor.settings import SensorSettings, load_settings
 
 log = logging.getLogger("sensor")
@@ -92,7 +92,8 @@ def run(config, node_name, kubeconfig, metrics_address, reconcile_interval, dry_
     overrides = {"node_name": node_name, "kubeconfig": kubeconfig, "metrics_address": metrics_address}
     overrides["reconcile_interval"] = reconcile_interval
     settings = _settings(config, overrides)
-    result = run_sensor(settings, dry_run=dry_run, once=once or dry_run, keep=keep)
+    reload = ConfigReloader(settings, lambda: load_settings(config, os.environ, overrides), config)
+    result = run_sensor(settings, dry_run=dry_run, once=once or dry_run, keep=keep, reload=reload)
     for line in result:
         click.echo(line)
 

@@ -6,8 +6,12 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
 from enrich.adapters.kubewatch import api_client
+from enrich.errors import KubezeekError
 from sensor.adapters.handoff import Ledger, write_handoff
 from sensor.adapters.metrics import MetricsServer, SensorMetrics
 from sensor.adapters.netlink import NetlinkHost
@@ -35,7 +39,52 @@ def _health(agent: Agent, watch: NodePodWatch, settings: SensorSettings):
     return healthy
 
 
-def run_sensor(settings: SensorSettings, *, dry_run: bool, once: bool, keep: bool) -> list[str]:
+class ConfigReloader:
+    """Re-reads the config file when its content changes; only `selection` applies without a restart."""
+
+    def __init__(
+        self, settings: SensorSettings, load: Callable[[], SensorSettings] | None, path: Path | None
+    ):
+        self.current = settings
+        self._load = load
+        self._path = path
+        self._seen = self._read()
+
+    def _read(self) -> bytes | None:
+        try:
+            return self._path.read_bytes() if self._path is not None else None
+        except OSError:
+            return None
+
+    def __call__(self) -> SensorSettings | None:
+        content = self._read()
+        if self._load is None or content is None or content == self._seen:
+            return None
+        self._seen = content
+        try:
+            fresh = self._load()
+        except KubezeekError as exc:
+            log.error("config %s changed but is invalid, keeping the previous one: %s", self._path, exc)
+            return None
+        if replace(fresh, selection=self.current.selection) != self.current:
+            log.warning(
+                "config %s: only selection.* applies without a restart; other changes wait", self._path
+            )
+        if fresh.selection == self.current.selection:
+            return None
+        log.info("config %s changed: new selection %s", self._path, fresh.describe()["selection"])
+        self.current = replace(self.current, selection=fresh.selection)
+        return self.current
+
+
+def run_sensor(
+    settings: SensorSettings,
+    *,
+    dry_run: bool,
+    once: bool,
+    keep: bool,
+    reload: Callable[[], SensorSettings | None] = lambda: None,
+) -> list[str]:
     """Run until SIGTERM/SIGINT (or one pass with `once`); returns lines for stdout (the dry-run plan)."""
     stop, wake = threading.Event(), threading.Event()
 
@@ -60,7 +109,7 @@ def run_sensor(settings: SensorSettings, *, dry_run: bool, once: bool, keep: boo
                 log.info("wrote %s", path)
         watch.start()
         try:
-            report = run_loop(agent, watch, stop, wake, once=once, dry_run=dry_run)
+            report = run_loop(agent, watch, stop, wake, once=once, dry_run=dry_run, reload=reload)
         finally:
             watch.stop()
             if server is not None:

@@ -98,17 +98,21 @@ def test_routed_pods_mirrored_exactly_once_and_churn_followed(routed, api, senso
     assert payloads(packets, "cd2") == {f"cd2-{i}": 1 for i in range(3)}
     assert_exactly_once({**seen, "tag": "ca2"})
 
+    # A config change (the ConfigMap edited) applies without a restart: d's label now matches too.
+    sensor.config.write_text(sensor.config.read_text().replace("'app in (web)'", "'app in (web,other)'"))
+    sensor.wait_mirrored(4)
+
     # Opt-out by annotation, then a deleted pod: their filters go, the others' pass lists follow.
     api.modify("pods", pod_object(a, labels={"app": "web"}, annotations={"kubezeek.io/monitor": "false"}))
     api.delete("pods", "b", namespace="shop")
-    sensor.wait_mirrored(1)
+    sensor.wait_mirrored(2)
     wait_for(
         lambda: OURS not in tc_filters(a.host_if, "ingress") + tc_filters(b.host_if, "egress"), 10, "gone"
     )
-    # c's egress passes only c's own address now (a and b are no longer mirrored at their veths).
-    only_c = [f"{hexip(c.ip)}/ffffffff"]
+    # c's egress passes only c's and d's addresses now (a and b are no longer mirrored at their veths).
+    c_d = sorted(f"{hexip(p.ip)}/ffffffff" for p in (c, d))
     wait_for(
-        lambda: re.findall(r"match (\S+) at 12", tc_filters(c.host_if, "egress")) == only_c, 10, "c's pass"
+        lambda: sorted(re.findall(r"match (\S+) at 12", tc_filters(c.host_if, "egress"))) == c_d, 10, "passes"
     )
 
     # Drift: someone removes our ingress mirror; the reconcile loop puts it back.
