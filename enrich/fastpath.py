@@ -12,11 +12,12 @@ returns None, and the caller takes the full parser line by line.
 
 from __future__ import annotations
 
-import operator
 import re
 from itertools import compress
 
-from enrich.core.enrichment import Enricher
+import orjson
+
+from enrich.core.enrichment import Enricher, match_fields
 
 _IP = rb"[0-9A-Fa-f:.]+"
 _TUPLE = (
@@ -35,7 +36,6 @@ JSON_PREFIXES = (
 UNKNOWN = b'_k8s.kind":"unknown"'
 CACHE_MAX = 200_000
 INF, NEG_INF = float("inf"), float("-inf")
-_BYTES_OF, _UNKNOWN_OF = operator.itemgetter(2), operator.itemgetter(3)
 
 
 def clean_text(data: bytes) -> bool:
@@ -74,40 +74,47 @@ class Fragments:
 
     def __init__(self, prefix: str, tail: bytes) -> None:
         self.prefix, self.tail = prefix, tail
-        self.entries: dict[bytes, tuple[float, float, bytes, int]] = {}
+        self.fragments: dict[bytes, bytes] = {}  # address -> b"," + fields + tail
+        self.windows: dict[bytes, tuple[float, float]] = {}
+        self.unknown: set[bytes] = set()  # addresses whose answer is `kind: unknown`
         self.lo, self.hi = NEG_INF, INF
 
     def clear(self) -> None:
-        self.entries.clear()
+        self.fragments.clear()
+        self.windows.clear()
+        self.unknown.clear()
         self.lo, self.hi = NEG_INF, INF
 
-    def answers(self, ips: tuple[bytes, ...], first: float, last: float, enricher: Enricher) -> list | None:
-        """Each address's entry, when every one holds from `first` to `last` independent of the port."""
-        got = list(map(self.entries.get, ips))
+    def answers(
+        self, ips: tuple[bytes, ...], first: float, last: float, enricher: Enricher
+    ) -> list[bytes] | None:
+        """Each address's fragment, when every one holds from `first` to `last` independent of the port."""
+        got = list(map(self.fragments.get, ips))
         if self.lo <= first and last < self.hi and None not in got:
             return got
-        entries = self.entries
-        if len(entries) > CACHE_MAX:
-            entries.clear()
-        for ip in [ip for ip, e in entries.items() if not (e[0] <= first and last < e[1])]:
-            del entries[ip]  # stale for this span (records come roughly in time order)
-        for ip in set(ips) - entries.keys():
-            address = ip.decode()
-            match = enricher.inventory.lookup(address, first)
+        windows = self.windows
+        if len(windows) > CACHE_MAX:
+            self.clear()
+        for ip in [ip for ip, (lo, hi) in windows.items() if not (lo <= first and last < hi)]:
+            del windows[ip], self.fragments[ip]  # stale for this span (records come roughly in time order)
+            self.unknown.discard(ip)
+        for ip in set(ips) - windows.keys():
+            match = enricher.inventory.lookup(ip.decode(), first)
             if match.port_sensitive:  # a node IP shared with hostNetwork pods: needs the port
                 return None
-            fragment = enricher.endpoint_fragment(self.prefix, address, first)
-            entries[ip] = (
-                match.valid_from,
-                match.valid_to,
-                b"," + fragment + self.tail,
-                int(UNKNOWN in fragment),
-            )
-        self.lo = max((e[0] for e in entries.values()), default=NEG_INF)
-        self.hi = min((e[1] for e in entries.values()), default=INF)
+            fragment = orjson.dumps(match_fields(self.prefix, match))[1:-1]  # as Enricher.endpoint_fragment
+            windows[ip] = (match.valid_from, match.valid_to)
+            self.fragments[ip] = b"," + fragment + self.tail
+            if UNKNOWN in fragment:
+                self.unknown.add(ip)
+        self.lo = max((w[0] for w in windows.values()), default=NEG_INF)
+        self.hi = min((w[1] for w in windows.values()), default=INF)
         if not (self.lo <= first and last < self.hi):
             return None
-        return list(map(entries.__getitem__, ips))
+        return list(map(self.fragments.__getitem__, ips))
+
+    def count_unknown(self, ips: tuple[bytes, ...]) -> int:
+        return sum(map(self.unknown.__contains__, ips)) if self.unknown else 0
 
 
 class FastEnricher:
@@ -135,9 +142,9 @@ class FastEnricher:
         if resps is None:
             return None
         self.last_ts = times[-1]
-        unknown = sum(map(_UNKNOWN_OF, origs)) + sum(map(_UNKNOWN_OF, resps))
+        unknown = self.orig.count_unknown(ohs) + self.resp.count_unknown(rhs)
         out: list[bytes] = [b""] * (3 * len(bodies))
-        out[0::3], out[1::3], out[2::3] = bodies, list(map(_BYTES_OF, origs)), list(map(_BYTES_OF, resps))
+        out[0::3], out[1::3], out[2::3] = bodies, origs, resps
         return b"".join(out), unknown
 
     def json_chunk(self, data: bytes, nlines: int) -> tuple[bytes, int] | None:
