@@ -166,6 +166,12 @@ class NetlinkHost:
         if link is None:
             raise CaptureInterfaceError(f"{name} is missing (half of the capture veth pair)")
         peer = name == cap.peer
+        if created:  # no IPv6 link-local address (no router solicitations, no DAD): addrgenmode none
+            no_v6 = {"attrs": [["AF_INET6", {"attrs": [["IFLA_INET6_ADDR_GEN_MODE", 1]]}]]}
+            try:
+                self.ipr.link("set", index=link.index, af_spec=no_v6)
+            except PyNetlinkError as exc:  # IPv6 disabled on the node: nothing to switch off
+                log.debug("addrgenmode none on %s: %s", name, exc)
         if created or link.mtu != cap.mtu or not link.up or link.alias != CAPTURE_ALIAS or peer != link.noarp:
             flags = {"arp": False} if peer else {}
             self._call(

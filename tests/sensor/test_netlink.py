@@ -114,6 +114,7 @@ def test_capture_interface_settings_and_refusal_of_a_stranger(routed):
         shown = ip("-d", "link", "show", routed.capture).stdout
         assert "mtu 65535" in shown and "UP" in shown
         assert "NOARP" in ip("link", "show", f"kz{routed.token}p").stdout
+        assert "addrgenmode none" in shown and "inet6" not in ip("addr", "show", routed.capture).stdout
         assert host.remove_capture() and not host.remove_capture()
         ip("link", "add", routed.capture, "type", "veth", "peer", "name", f"kz{routed.token}x")
         with pytest.raises(CaptureInterfaceError, match="not created by the sensor"):

@@ -9,7 +9,7 @@ import subprocess
 import urllib.request
 
 from tests.sensor.capture import Capture, icmp_echoes, payloads, tcp_segments
-from tests.sensor.conftest import SensorProcess, pod_object
+from tests.sensor.conftest import SENSOR, SensorProcess, pod_object
 from tests.sensor.podnet import NetPod, host_snapshot
 from tests.support.fakeapi import wait_for
 
@@ -171,3 +171,24 @@ def test_dry_run_prints_the_plan_and_touches_nothing(routed, api, tmp_path):
     assert f"add-filter {b.host_if} egress prio 61440 pass {a.ip}/32" in out.stdout
     assert host_snapshot(routed.token) == before
     assert not sensor.handoff.exists()
+
+
+def test_rbac_refusal_exits_1_with_one_line_and_leaves_nothing(routed, api, tmp_path):
+    api.fail_next(5, 403, path="/pods")
+    sensor = SensorProcess(tmp_path, api, routed)
+    out = sensor.command("run", "--once")
+    assert out.returncode == 1
+    assert (
+        out.stderr.strip().splitlines()[-1].startswith("KubeForbiddenError: RBAC forbids list/watch of pods")
+    )
+    assert host_snapshot(routed.token) == {"links": ""}
+
+
+def test_bad_config_exits_1_naming_the_key(tmp_path):
+    config = tmp_path / "sensor.yaml"
+    config.write_text("node_name: n\nselection: {label_selector: 'app in (web'}\n")
+    out = subprocess.run(
+        [str(SENSOR), "run", "--config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1].startswith("ConfigError: selection.label_selector:")
