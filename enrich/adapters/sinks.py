@@ -235,7 +235,10 @@ class DeliverySink:
                 self._transport.deliver(lines)
             except RejectedBatch as exc:
                 self.rejected += exc.count
+                self.delivered += len(lines) - exc.count
+                self._queue.commit(position, len(lines))
                 log.error("%s: peer rejected %d records for good: %s", self.name, exc.count, exc)
+                continue
             except TransientSinkError as exc:
                 self._failures += 1
                 delay = min(self._backoff_max, self._backoff_base * 2 ** (self._failures - 1))
