@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,9 +236,13 @@ def load_settings(path: Path | None, env: Mapping[str, str]) -> RunSettings:
     return settings
 
 
-def describe(settings: Any) -> str:
-    """The effective settings as one line of JSON (for the log, once at start)."""
-    return orjson.dumps(dataclasses.asdict(settings), default=str, option=orjson.OPT_SORT_KEYS).decode()
+def describe(settings: Any, redact: Callable[[str], str] | None = None) -> str:
+    """The effective settings as one line of JSON (for the log, once at start); `redact` hides
+    credentials in sink specs."""
+    tree = dataclasses.asdict(settings)
+    if redact is not None and "filter" in tree:
+        tree["filter"]["sinks"] = [redact(spec) for spec in tree["filter"]["sinks"]]
+    return orjson.dumps(tree, default=str, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def reference() -> list[tuple[str, str, str, str]]:

@@ -228,8 +228,8 @@ class Tailer:
                 if not self._wanted(entry.name):
                     continue
                 try:
-                    if entry.is_file(follow_symlinks=False):
-                        found.append((Path(entry.path), entry.stat(follow_symlinks=False)))
+                    if entry.is_file():  # a symlinked log counts as the file it points to
+                        found.append((Path(entry.path), entry.stat()))
                 except OSError:
                     continue  # vanished between listing and stat
             return found

@@ -134,16 +134,18 @@ def enrich_command(
 @maps_errors
 def run_command(config: Path | None, check: bool) -> None:
     """The enricher daemon: follow + enrich + filter + export, with checkpoints and metrics, until SIGTERM."""
+    from enrich.adapters.sinks import redact
+
     settings = load_settings(config, os.environ)
     if check:
-        click.echo(describe(settings))
+        click.echo(describe(settings, redact))
         return
     logging.basicConfig(
         level=settings.log_level.upper(),
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    log.info("effective settings: %s", describe(settings))
+    log.info("effective settings: %s", describe(settings, redact))
     with _stop_on_signals() as stop:
         stats = run_daemon(settings, stop)
     log.info("%s", _summary(stats))

@@ -193,3 +193,11 @@ def test_bad_values_are_rejected_at_start(tmp_path: Path, yaml_text: str, messag
         assert res.exit_code == 0 and orjson.loads(res.output)["inventory"]["files"] == ["notalist"]
     else:
         assert res.exit_code == 1 and message in res.output
+
+
+def test_effective_settings_hide_sink_credentials(tmp_path: Path) -> None:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text('filter:\n  sinks: ["https://user:hunter2@siem.example:8088/collector?token=s3cret"]\n')
+    res = CliRunner().invoke(main, ["run", "--config", str(cfg), "--check"])
+    assert res.exit_code == 0
+    assert "hunter2" not in res.output and "s3cret" not in res.output and "siem.example" in res.output

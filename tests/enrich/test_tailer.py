@@ -201,3 +201,11 @@ def test_log_dir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
     f.write_text("x")
     with pytest.raises(SourceError, match="not a directory"):
         Tailer(TailSettings(log_dir=f)).scan(NOW)
+
+
+def test_symlinked_log_is_read_as_the_file_it_points_to(logdir: Path, tmp_path: Path) -> None:
+    real = tmp_path / "spool"
+    real.mkdir()
+    (real / "conn.log").write_bytes(lines("s", 0, 2))
+    os.symlink(real / "conn.log", logdir / "conn.log")
+    assert drain(tailer_for(logdir)) == lines("s", 0, 2).splitlines()
