@@ -130,6 +130,14 @@ class PodNet:
                 ip("route", "del", f"{pod.ip}/32", check=False)
         ip("link", "del", self.bridge, check=False)
         ip("link", "del", self.capture, check=False)
+        # Anything of ours still there (a delete raced with a process inside): one more pass, by name.
+        prefix = f"kz{self.token}"
+        for name in os.listdir("/var/run/netns") if os.path.isdir("/var/run/netns") else []:
+            if name.startswith(prefix):
+                ip("netns", "del", name, check=False)
+        for name in os.listdir("/sys/class/net"):
+            if name.startswith(prefix):
+                ip("link", "del", name, check=False)
 
 
 def host_snapshot(token: str) -> dict[str, str]:
