@@ -68,17 +68,23 @@ class Inventory:
         self._ended: list[tuple[float, str, str]] = []  # heap of (end, kind, uid)
         self._last_expiry = NEG_INF
         self._shared: dict = {}  # equal values shared between pods (see _compact)
+        self._dirty = False  # set by an apply() that changed something a lookup can report
 
     # ---- feeding -------------------------------------------------------------------------
     def apply(self, event: InventoryEvent) -> None:
         """Apply one ADDED/MODIFIED/DELETED event (InventoryError for an event it cannot use)."""
         if event.type not in EVENT_TYPES:
             raise InventoryError(f"{event.kind} event of unknown type {event.type!r}")
+        if not isinstance(event.obj, (PodInfo, ServiceInfo, NodeInfo, OwnerInfo)):
+            raise InventoryError(
+                f"{event.kind} event carries an unsupported object {type(event.obj).__name__}"
+            )
         # the newest time seen: event times, else the object's own start (files without `ts`)
         seen = event.ts if event.ts is not None else _own_time(event.obj)
         if seen is not None and seen > self.newest:
             self.newest = seen
         obj = event.obj
+        self._dirty = False
         if isinstance(obj, PodInfo):
             self._apply_pod(obj, event)
         elif isinstance(obj, ServiceInfo):
@@ -86,12 +92,12 @@ class Inventory:
         elif isinstance(obj, NodeInfo):
             self._apply_simple(NODE, obj, obj.created, obj.addresses, event)
             live = event.type != DELETED
-            self.networks.set_node_cidrs(obj.uid, obj.pod_cidrs if live else ())
-        elif isinstance(obj, OwnerInfo):
-            self._apply_owner(obj, event)
+            if self.networks.set_node_cidrs(obj.uid, obj.pod_cidrs if live else ()):
+                self._dirty = True
         else:
-            raise InventoryError(f"{event.kind} event carries an unsupported object {type(obj).__name__}")
-        self.generation += 1
+            self._apply_owner(obj, event)
+        if self._dirty:  # status-only updates (most MODIFIED events) keep every cache valid
+            self.generation += 1
         if self.newest - self._last_expiry >= self.settings.expire_every:
             self.expire(self.newest)
 
@@ -122,6 +128,7 @@ class Inventory:
             # no IP yet when first seen: its IPs are owned from the start known now (startTime
             # usually arrives with the IP), not from an earlier creationTimestamp
             owner.start = pod.start
+            self._dirty = True
         timeline = self._hostnet if pod.host_network else self._ips
         known = {span.ip for span in owner.spans}
         for ip in pod.ips:
@@ -158,7 +165,8 @@ class Inventory:
                 self._add_span(owner, self._ips, ip)
         if kind == SERVICE:
             self._services.setdefault(obj.namespace, {})[obj.uid] = owner  # type: ignore[union-attr]
-            self.services_generation += 1
+            if self._dirty:
+                self.services_generation += 1
         ends = [t for t in (obj.deleted,) if t is not None]
         if event.type == DELETED:
             ends.append(event.ts if event.ts is not None else max(self.newest, owner.start))
@@ -170,6 +178,7 @@ class Inventory:
         owner = self._objs.get(key)
         if owner is not None and _same_identity(owner.latest, obj):
             return owner  # nothing a lookup reports has changed: keep the version held
+        self._dirty = True
         if isinstance(obj, PodInfo):
             obj = self._compact(obj)
         if owner is None:
@@ -188,17 +197,17 @@ class Inventory:
         shared = self._shared
         if len(shared) > _SHARED_LIMIT:
             shared.clear()  # bounded: sharing restarts, nothing else changes
-        labels_key = tuple(pod.labels.items())
-        labels = shared.setdefault(labels_key, pod.labels)
+        # keys are tagged by what they share, so equal keys of different fields never meet
         return replace(
             pod,
-            namespace=shared.setdefault(pod.namespace, pod.namespace),
-            node=shared.setdefault(pod.node, pod.node),
-            labels=labels,
-            owners=shared.setdefault(pod.owners, pod.owners),
+            namespace=shared.setdefault(("ns", pod.namespace), pod.namespace),
+            node=shared.setdefault(("node", pod.node), pod.node),
+            labels=shared.setdefault(("labels", tuple(pod.labels.items())), pod.labels),
+            owners=shared.setdefault(("owners", pod.owners), pod.owners),
         )
 
     def _add_span(self, owner: Owner, timeline: IpTimeline, ip: str) -> None:
+        self._dirty = True
         span = Span(owner.start, owner, ip, timeline)
         owner.spans.append(span)
         timeline.add(ip, span)
@@ -206,6 +215,7 @@ class Inventory:
     def _end(self, owner: Owner, end: float) -> None:
         end = max(end, owner.start)
         if end < owner.end:
+            self._dirty = True
             owner.end = end
             if owner.kind == SERVICE:
                 self.services_generation += 1
@@ -214,9 +224,12 @@ class Inventory:
     def _apply_owner(self, info: OwnerInfo, event: InventoryEvent) -> None:
         if info.kind not in (REPLICASET, JOB):
             raise InventoryError(f"{info.kind} {info.namespace}/{info.name}: not a ReplicaSet or Job")
+        held = self._owners.get((info.kind, info.uid))
         self._owners[(info.kind, info.uid)] = info
         self._owners[(info.kind, f"{info.namespace}/{info.name}")] = info
-        self.owners_generation += 1
+        if held is None or held.owners != info.owners:
+            self.owners_generation += 1
+            self._dirty = True
         if event.type == DELETED:
             end = event.ts if event.ts is not None else self.newest
             heapq.heappush(self._ended, (end, info.kind, info.uid))

@@ -111,6 +111,33 @@ def test_modified_without_time_corrects_the_current_version() -> None:
     assert inv.lookup("10.244.1.11", T0 + 1).labels == {"app": "web2"}
 
 
+def test_status_only_updates_keep_the_generation_so_caches_stay_valid() -> None:
+    running = pod("web", "10.244.1.11", phase="Running")
+    inv = inventory(ev(running))
+    generation = inv.generation
+    inv.apply(ev(pod("web", "10.244.1.11", phase="Running"), "MODIFIED", ts=T0 + 50))  # e.g. readiness
+    assert inv.generation == generation
+    rs = OwnerInfo(kind="ReplicaSet", uid="r", name="web-abc", namespace="shop")
+    inv.apply(ev(rs))
+    after_rs = inv.generation
+    inv.apply(ev(rs, "MODIFIED", ts=T0 + 60))  # replica counts changed: nothing we report
+    assert inv.generation == after_rs > generation
+    inv.apply(ev(pod("web", "10.244.1.11", labels={"v": "2"}), "MODIFIED", ts=T0 + 70))
+    assert inv.generation > after_rs
+
+
+def test_equal_values_are_shared_between_pods_without_mixing_fields() -> None:
+    ref = (OwnerRef(kind="StatefulSet", name="db", controller=True),)
+    bare = pod("bare", "10.244.1.1", labels={})
+    one = pod("db-0", "10.244.1.2", labels={"app": "db"}, owners=ref)
+    two = pod("db-1", "10.244.1.3", labels={"app": "db"}, owners=ref)
+    inv = inventory(ev(bare), ev(one), ev(two))
+    m_bare, m_one, m_two = (inv.lookup(f"10.244.1.{i}", T0 + 1) for i in (1, 2, 3))
+    assert (m_bare.labels, m_bare.workload) == ({}, None)
+    assert (m_one.labels, m_one.workload) == ({"app": "db"}, "StatefulSet/db")
+    assert m_one.labels is m_two.labels  # one dict held for both pods
+
+
 def test_pod_without_ip_yet_gains_it_from_its_start() -> None:
     pending = pod("p", (), phase="Pending")
     running = pod("p", "10.244.1.77", phase="Running")
@@ -357,7 +384,9 @@ def test_unknown_event_type_is_refused_and_index_stays_consistent() -> None:
     inv = inventory(ev(pod("a", "10.244.1.1")))
     before = inv.stats()
     with pytest.raises(InventoryError, match="BOOKMARK"):
-        inv.apply(ev(pod("b", "10.244.1.2"), "BOOKMARK"))
+        inv.apply(ev(pod("b", "10.244.1.2", start=T0 + 999), "BOOKMARK"))
+    with pytest.raises(InventoryError, match="unsupported object dict"):
+        inv.apply(InventoryEvent(kind="Pod", type="ADDED", obj={"metadata": {}}, ts=T0 + 999))  # type: ignore[arg-type]
     assert inv.stats() == before
     assert inv.lookup("10.244.1.2", T0 + 1).kind == "unknown"
 
