@@ -18,6 +18,7 @@ import ipaddress
 import logging
 import socket
 import struct
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 CAPTURE_ALIAS = "kubezeek-sensor capture"  # ifalias marking kz0 as ours
 PARENTS = {INGRESS: 0xFFFFFFF2, EGRESS: 0xFFFFFFF3}  # clsact ingress / egress
 AF_BRIDGE = 7
+RESCAN_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,6 +100,7 @@ class NetlinkHost:
         self.netns_dirs = netns_dirs
         self._ipr: IPRoute | None = None
         self._netns_index: dict[tuple[str, int], dict[str, int]] = {}
+        self._last_full_scan = float("-inf")
 
     def __enter__(self) -> NetlinkHost:
         try:
@@ -276,7 +279,14 @@ class NetlinkHost:
 
     def _from_netns(self, ip: str, links: dict[int, Link]) -> HostInterface | None:
         ip = str(ipaddress.ip_address(ip))
-        for attempt in (False, True):  # cached index first, then a fresh scan
+        # New namespace files are always scanned; a full re-scan (an address moved into a namespace we
+        # already know) at most every RESCAN_SECONDS, so an unresolvable pod does not make every
+        # reconcile enter every namespace of the node.
+        now = time.monotonic()
+        full = now - self._last_full_scan >= RESCAN_SECONDS
+        for attempt in (False, True) if full else (False,):
+            if attempt:
+                self._last_full_scan = now
             current: dict[tuple[str, int], dict[str, int]] = {}
             for path in self._netns_files():
                 try:
