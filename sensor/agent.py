@@ -32,6 +32,7 @@ class Report:
     applied: int
     seconds: float
     capture: int
+    capture_name: str = "kz0"
     interfaces: dict[str, HostInterface] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
@@ -50,6 +51,7 @@ class Report:
     def describe(self) -> list[str]:
         """The dry-run text: decisions, desired vs actual, actions."""
         names = dict(self.actual.names)
+        names.setdefault(self.capture, f"{self.capture_name} (to be created)")
         lines = [f"pods on node: {len(self.decisions)}"]
         for d in self.decisions:
             iface = self.interfaces.get(d.pod.key)
@@ -143,7 +145,7 @@ class Agent:
         report = Report(
             decisions=tuple(decisions), targets=tuple(targets), failures=failures, plan=the_plan,
             actual=actual, applied=applied, seconds=time.monotonic() - started, capture=capture,
-            interfaces=ifaces,
+            capture_name=self.settings.capture.interface, interfaces=ifaces,
         )  # fmt: skip
         if not dry_run:
             self._after(report)

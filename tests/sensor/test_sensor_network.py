@@ -167,7 +167,10 @@ def test_dry_run_prints_the_plan_and_touches_nothing(routed, api, tmp_path):
     out = sensor.command("run", "--dry-run")
     assert out.returncode == 0, out.stderr
     assert f"mirror shop/a: label-selector via {a.host_if} (routed)" in out.stdout
-    assert f"add-filter {a.host_if} ingress prio 65534 mirror" in out.stdout
+    assert (
+        f"add-filter {a.host_if} ingress prio 65534 mirror mirror -> {routed.capture} (to be created)"
+        in out.stdout
+    )
     assert f"add-filter {b.host_if} egress prio 61440 pass {a.ip}/32" in out.stdout
     assert host_snapshot(routed.token) == before
     assert not sensor.handoff.exists()
