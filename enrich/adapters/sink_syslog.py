@@ -28,6 +28,7 @@ import orjson
 from enrich.adapters.sinks import (
     TLS_OPTIONS,
     TransientSinkError,
+    encode,
     int_option,
     redact,
     split_options,
@@ -71,10 +72,10 @@ def format_message(record: dict[str, Any], hostname: str, facility: int = 16) ->
     """One RFC 5424 message (without framing)."""
     severity = SEVERITIES.get(str(record.get("incident.severity")), 6)
     ts = record.get("ts")
+    stamp = "-"
     if isinstance(ts, (int, float)) and not isinstance(ts, bool):
-        stamp = dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    else:
-        stamp = "-"
+        with contextlib.suppress(OverflowError, ValueError, OSError):  # NaN, out-of-range times
+            stamp = dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     host = header_value(record.get("_node") or hostname, 255)
     msgid = header_value(record.get("_path") or "incident", 32)
     params = " ".join(
@@ -82,7 +83,7 @@ def format_message(record: dict[str, Any], hostname: str, facility: int = 16) ->
     )
     sd = f"[{SD_ID} {params}]" if params else "-"
     head = f"<{facility * 8 + severity}>1 {stamp} {host} kubezeek - {msgid} {sd} "
-    return head.encode("utf-8") + BOM + orjson.dumps(record, default=str)
+    return head.encode("utf-8") + BOM + encode(record)
 
 
 def frame(message: bytes) -> bytes:

@@ -74,7 +74,20 @@ class Sink(Protocol):
 
 def encode(record: dict[str, Any]) -> bytes:
     """One record as a JSON line (orjson escapes every control character; non-JSON values as strings)."""
-    return orjson.dumps(record, default=str)
+    try:
+        return orjson.dumps(record, default=str)
+    except orjson.JSONEncodeError:  # integers beyond 64 bits: written as strings
+        return orjson.dumps(_big_ints_as_text(record), default=str)
+
+
+def _big_ints_as_text(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _big_ints_as_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_big_ints_as_text(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return str(value)
+    return value
 
 
 class StreamSink:

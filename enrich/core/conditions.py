@@ -332,9 +332,17 @@ def _membership_op(op: str, arg: Any, ctx: Context, where: str, ignore_case: boo
             raise ConditionError(where, "'in' values must be scalars")
         values = frozenset(arg)
     if ignore_case:
-        folded = frozenset(v.casefold() if isinstance(v, str) else v for v in values)
-        return lambda value: (value.casefold() if isinstance(value, str) else value) in folded
-    return lambda value: value in values
+        values = frozenset(v.casefold() if isinstance(v, str) else v for v in values)
+
+    def member(value: Any) -> bool:
+        if ignore_case and isinstance(value, str):
+            value = value.casefold()
+        try:
+            return value in values
+        except TypeError:  # an object where a scalar was expected: not a member
+            return False
+
+    return member
 
 
 def _string_op(op: str, arg: Any, where: str, ignore_case: bool) -> Callable[[Any], bool]:

@@ -49,11 +49,12 @@ class Detection:
     def key_of(self, record: Mapping[str, Any]) -> tuple | None:
         """The `by` key; a record without a pod falls back to its originator address."""
         values = tuple(map(record.get, self.threshold.by))
-        if None in values:
+        if None in values or not all(isinstance(v, str) for v in values):
             values = tuple(get(record) for get in self._by)  # label paths and other nested fields
             if any(v is MISSING or v is None for v in values):
                 orig = record.get("id.orig_h")
                 return ("ip", orig) if isinstance(orig, str) else None
+            values = tuple(_hashable(v) for v in values)
         return values
 
     def observe(

@@ -83,17 +83,18 @@ def dedupe_key(record: Mapping[str, Any], path: str) -> tuple | None:
     key = (path, base, tuple(map(record.get, DISCRIMINATORS)))
     try:
         hash(key)
-    except TypeError:  # a list-valued discriminator: compare its spelling instead
-        key = (path, base, tuple(repr(record.get(f)) for f in DISCRIMINATORS))
+    except TypeError:  # a list or object where a scalar was expected: compare spellings instead
+        key = (path, repr(base), tuple(repr(record.get(f)) for f in DISCRIMINATORS))
     return key
 
 
 def pod_key(record: Mapping[str, Any]) -> tuple:
     """The pod a record comes from (namespace, name), else its originator address."""
     ns, name = record.get("orig_k8s.namespace"), record.get("orig_k8s.name")
-    if ns is not None and name is not None and record.get("orig_k8s.kind") == "pod":
+    if isinstance(ns, str) and isinstance(name, str) and record.get("orig_k8s.kind") == "pod":
         return ("pod", ns, name)
-    return ("ip", record.get("id.orig_h"))
+    orig = record.get("id.orig_h")
+    return ("ip", orig if isinstance(orig, str) else None)
 
 
 class RateLimiter:
@@ -232,6 +233,7 @@ class IncidentFilter:
     def _select(self, record: Mapping[str, Any], path: str, ts: float, rules: list[Rule], out: list) -> None:
         self.stats.selected += 1
         node = record.get("_node")
+        node = node if isinstance(node, str) else None
         key = dedupe_key(record, path)
         copy = dict(record)
         copy.setdefault("_path", path)  # which Zeek log, for sinks (syslog MSGID, SIEM routing)

@@ -189,3 +189,36 @@ def test_notice_and_selected_weird_records() -> None:
         IncidentFilter(load_rules("incident")), [(notice, "notice"), (weird, "weird"), (boring, "weird")]
     )
     assert [r["incident.rules"] for r in out] == [["notice"], ["weird-selected"]]
+
+
+FIELDS = [
+    "ts", "id.orig_h", "id.resp_h", "id.resp_p", "conn_state", "orig_bytes", "query", "rcode_name",
+    "user_agent", "uri", "version", "validation_status", "name", "community_id", "_node",
+    "orig_k8s.kind", "orig_k8s.namespace", "orig_k8s.name", "orig_k8s.labels", "resp_k8s.kind",
+    "resp_k8s.namespace", "resp_k8s.labels", "certificate.subject", "certificate.issuer",
+]  # fmt: skip
+
+
+def test_any_json_values_never_crash_the_filter() -> None:
+    """Logs are untrusted: whatever JSON types appear in whatever fields, the filter does not raise."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30)
+    values = st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+        max_leaves=5,
+    )
+    records = st.lists(st.dictionaries(st.sampled_from(FIELDS), values), max_size=20)
+    paths = st.sampled_from(["conn", "dns", "http", "ssl", "x509", "notice", "weird"])
+    ruleset = load_rules("incident")
+
+    @settings(max_examples=150, deadline=None)
+    @given(records, paths)
+    def check(batch: list[dict], path: str) -> None:
+        flt = IncidentFilter(ruleset, "low")
+        out = [r for record in batch for r in flt.process(record, path)] + flt.flush()
+        assert all(isinstance(r["incident.rules"], list) for r in out)
+
+    check()

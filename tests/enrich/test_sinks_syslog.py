@@ -51,6 +51,12 @@ def test_untrusted_values_are_escaped_for_their_place() -> None:
     )
 
 
+@pytest.mark.parametrize("ts", [1e20, -1e20, float("nan"), float("inf"), "yesterday"])
+def test_unusable_times_become_nilvalue(ts) -> None:
+    assert format_message({"ts": ts, "n": 10**30}, hostname="h").startswith(b"<134>1 - h ")
+    assert b'"n":"1000000000000000000000000000000"' in format_message({"n": 10**30}, hostname="h")
+
+
 def test_record_without_incident_fields_is_info_without_structured_data() -> None:
     assert format_message({}, hostname="h").startswith(b"<134>1 - h kubezeek - incident - \xef\xbb\xbf")
 
