@@ -40,8 +40,10 @@ NOTES = """\
   100,000 pods each that held the same IPs and were deleted (ADDED + DELETED watch events):
   1,000,000 spans over 100,000 IPs, all kept (retention 1e9 s). Labels, namespaces (100),
   nodes (500) and owners (1,000 ReplicaSets) repeat across pods as they do in a cluster.
-- Times are CPU seconds of the benchmark process (`time.process_time`), so other load on a
-  shared machine does not inflate them; rates are operations per CPU second.
+- Times are CPU seconds of the benchmark process (`time.process_time`), so waiting for a busy
+  CPU does not count (sharing caches with other work still slows it); rates are operations per
+  CPU second. Compare rows of one run with each other (the `orjson.loads` baseline is measured
+  in the same run) rather than across machines.
 - "List file": reading and converting the JSON with `load_inventory_files` (orjson +
   `event_from_raw`); "apply": `Inventory.apply_all` of those events. History events are built
   on the fly (their construction is included in the history time, as converting watch events
