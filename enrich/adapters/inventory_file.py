@@ -63,7 +63,10 @@ def _from_list(path: Path, doc: Mapping[str, Any]) -> Iterator[InventoryEvent]:
 
 
 def _from_watch(path: Path, data: bytes) -> Iterator[InventoryEvent]:
+    seen: set[str] = set()  # UIDs of bare objects (kubectl -w without --output-watch-events)
     for lineno, value in _json_values(path, data):
+        if isinstance(value, Mapping) and "type" not in value and "kind" in value and "metadata" in value:
+            value = {"type": _bare_object_type(value, seen), "object": value}
         if not isinstance(value, Mapping) or "type" not in value or "object" not in value:
             raise InventoryError(
                 f"{path}:{lineno}: not a watch event (want {{'type': ..., 'object': {{...}}}})"
@@ -79,6 +82,17 @@ def _from_watch(path: Path, data: bytes) -> Iterator[InventoryEvent]:
         if ts is not None and (isinstance(ts, bool) or not isinstance(ts, (int, float))):
             raise InventoryError(f"{path}:{lineno}: 'ts' is {ts!r}, not epoch seconds")
         yield from _event(f"{path}:{lineno}", event_type, value["object"], ts, None)
+
+
+def _bare_object_type(obj: Mapping[str, Any], seen: set[str]) -> str:
+    """A bare object from `kubectl get -w -o json`: ADDED the first time its UID appears, then MODIFIED."""
+    meta = obj.get("metadata")
+    uid = meta.get("uid") if isinstance(meta, Mapping) else None
+    if not isinstance(uid, str) or uid not in seen:
+        if isinstance(uid, str):
+            seen.add(uid)
+        return "ADDED"
+    return "MODIFIED"
 
 
 def _event(where: str, event_type: Any, obj: Any, ts: float | None, kind: str | None):

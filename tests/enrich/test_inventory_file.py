@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from enrich.adapters.inventory_file import load_inventory_files
-from enrich.core.inventory import Inventory
+from enrich.core.inventory import Inventory, InventorySettings
 from enrich.errors import InventoryError
 from tests.conftest import PCAPS, SCENARIOS
 
@@ -56,6 +56,18 @@ def test_pretty_printed_watch_output_is_read(tmp_path: Path) -> None:
         )
     )
     assert [e.obj.name for e in load_inventory_files([path])] == ["a", "b"]
+
+
+def test_bare_objects_from_kubectl_watch_without_event_types(tmp_path: Path) -> None:
+    done = pod("a", "10.244.1.1", phase="Succeeded")
+    done["status"]["containerStatuses"] = [{"state": {"terminated": {"finishedAt": "2025-11-20T09:05:00Z"}}}]
+    path = write_lines(tmp_path / "w.json", pod("a", "10.244.1.1"), done)
+    events = load_inventory_files([path])
+    assert [e.type for e in events] == ["ADDED", "MODIFIED"]
+    inv = Inventory(InventorySettings(grace=0))
+    inv.apply_all(events)
+    assert inv.lookup("10.244.1.1", 1763629400.0).name == "a"
+    assert inv.lookup("10.244.1.1", 1763629600.0).kind == "unknown"
 
 
 def test_typed_list_items_without_kind_and_unused_kinds_skipped(tmp_path: Path) -> None:
