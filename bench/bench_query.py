@@ -4,8 +4,10 @@
 
 The records come from the real enriched conn records of pcaps/{shop,compromised,churn} (enriched by
 the real pipeline with their recorded inventories), copied with varied pod names, pod IPs, external
-peers, uids, times and byte counts. Each query runs the real CLI (`kubezeek query ... -o FILE`,
-JSON lines) as a fresh process, so times include start-up; the median of --repeat runs is reported.
+peers, uids, times and byte counts. Each query runs the real CLI (`kubezeek query LOGS ... -o FILE`,
+JSON lines) as a fresh process, so times include start-up; the medians of --repeat runs of wall
+time and of CPU time (user + sys over all threads: steadier than wall time on a busy machine) are
+reported, with the load average around the run.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -84,14 +87,18 @@ def generate(path: Path, count: int, workdir: Path) -> None:
             out.write(b"\n".join(batch) + b"\n")
 
 
-def run(logs: Path, args: list[str], output: Path, repeat: int) -> tuple[float, int]:
-    times = []
+def run(logs: Path, args: list[str], output: Path, repeat: int) -> tuple[float, float, int]:
+    """Median wall time and median CPU time (user + sys, all threads) of the query, and its rows."""
+    walls, cpus = [], []
     for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run([KUBEZEEK, "query", str(logs), *args, "-o", str(output)], check=True)
-        times.append(time.perf_counter() - start)
+        walls.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     rows = sum(1 for _ in output.open("rb"))
-    return statistics.median(times), rows
+    return statistics.median(walls), statistics.median(cpus), rows
 
 
 def main() -> None:
@@ -115,12 +122,14 @@ def main() -> None:
     print(f"{opts.records:,} enriched conn records, {size / 1e6:,.0f} MB ({prepared:.1f} s to prepare)")
     machine = platform.processor() or platform.machine()
     print(f"{machine}, {os.cpu_count()} cores, Python {platform.python_version()}\n")
-    print("| query | median wall time (s) | records/s | rows out |")
-    print("| --- | ---: | ---: | ---: |")
+    print(f"load average before: {os.getloadavg()[0]:.1f}\n")
+    print("| query | wall (s) | CPU (s) | records per wall s | rows out |")
+    print("| --- | ---: | ---: | ---: | ---: |")
     for title, args in QUERIES.items():
-        seconds, rows = run(logs, args.split(), workdir / "out.jsonl", opts.repeat)
-        rate = opts.records / seconds
-        print(f"| {title}: `kubezeek query LOGS {args}` | {seconds:.2f} | {rate:,.0f} | {rows:,} |")
+        wall, cpu, rows = run(logs, args.split(), workdir / "out.jsonl", opts.repeat)
+        rate = opts.records / wall
+        print(f"| {title}: `{args}` | {wall:.1f} | {cpu:.1f} | {rate:,.0f} | {rows:,} |", flush=True)
+    print(f"\nload average after: {os.getloadavg()[0]:.1f}")
     if not opts.keep:
         shutil.rmtree(workdir, ignore_errors=True)
 

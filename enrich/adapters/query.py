@@ -62,8 +62,14 @@ def run_query(inputs: list[Path], query: Query, progress: Progress | None = None
     frames = LogFrames(files, fields=needed_fields(query), tokens=required_tokens(query), progress=progress)
     kept: list[pd.DataFrame] = []
     total = 0
+    # with --sort and --limit, each chunk keeps only its best rows; raw sort keys go before the
+    # (per-row, slower) readable `orig`/`resp` columns are computed
+    early_top = query.limit is not None and bool(query.sort) and not set(query.sort) & set(VIRTUAL_COLUMNS)
     for chunk in frames:
-        selected = output_frame(chunk[select(chunk, query)], query)
+        matched = chunk[select(chunk, query)]
+        if early_top and all(c in matched.columns for c in query.sort):
+            matched = sort_frame(matched, query).head(query.limit)
+        selected = output_frame(matched, query)
         if query.limit is not None and query.sort:
             selected = sort_frame(selected, query).head(query.limit)
         kept.append(selected)

@@ -176,6 +176,9 @@ def test_sort_descending_and_limit(enriched: dict[str, Path]) -> None:
     )
     expected = sorted((r.get("resp_bytes", -1) for r in raw_records("shop", "conn")), reverse=True)[:3]
     assert list(frame["resp_bytes"]) == expected
+    by_name = query(enriched["compromised"] / "enriched", sort=("resp", "ts"), limit=2, columns=("resp", "ts"))
+    assert list(by_name["resp"]) == ["10.244.2.49 (unknown)", "10.244.2.49 (unknown)"]
+    assert by_name["ts"].is_monotonic_increasing
 
 
 def test_only_needed_columns_are_loaded(enriched: dict[str, Path]) -> None:
