@@ -13,11 +13,13 @@ returns None, and the caller takes the full parser line by line.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from itertools import compress
 
 import orjson
 
 from enrich.core.enrichment import Enricher, match_fields
+from enrich.core.model import Match
 
 _IP = rb"[0-9A-Fa-f:.]+"
 _TUPLE = (
@@ -86,7 +88,7 @@ class Fragments:
         self.lo, self.hi = NEG_INF, INF
 
     def answers(
-        self, ips: tuple[bytes, ...], first: float, last: float, enricher: Enricher
+        self, ips: tuple[bytes, ...], first: float, last: float, lookup: Callable[[bytes, float], Match]
     ) -> list[bytes] | None:
         """Each address's fragment, when every one holds from `first` to `last` independent of the port."""
         got = list(map(self.fragments.get, ips))
@@ -99,7 +101,7 @@ class Fragments:
             del windows[ip], self.fragments[ip]  # stale for this span (records come roughly in time order)
             self.unknown.discard(ip)
         for ip in set(ips) - windows.keys():
-            match = enricher.inventory.lookup(ip.decode(), first)
+            match = lookup(ip, first)
             if match.port_sensitive:  # a node IP shared with hostNetwork pods: needs the port
                 return None
             fragment = orjson.dumps(match_fields(self.prefix, match))[1:-1]  # as Enricher.endpoint_fragment
@@ -125,6 +127,15 @@ class FastEnricher:
         self.orig, self.resp = Fragments("orig", b""), Fragments("resp", b"}\n")
         self.generation = -1
         self.last_ts: float | None = None
+        self.matches: dict[bytes, Match] = {}  # shared by both sides: an address is often orig and resp
+
+    def lookup(self, ip: bytes, ts: float) -> Match:
+        match = self.matches.get(ip)
+        if match is None or not match.valid_from <= ts < match.valid_to or match.port_sensitive:
+            if len(self.matches) > CACHE_MAX:
+                self.matches.clear()
+            match = self.matches[ip] = self.enricher.inventory.lookup(ip.decode(), ts)
+        return match
 
     def enrich(
         self, bodies: list[bytes], stamps: tuple[bytes, ...], ohs: tuple[bytes, ...], rhs: tuple[bytes, ...]
@@ -134,11 +145,12 @@ class FastEnricher:
         if generation != self.generation:
             self.orig.clear()
             self.resp.clear()
+            self.matches.clear()
             self.generation = generation
         times = list(map(float, stamps))
         first, last = min(times), max(times)
-        origs = self.orig.answers(ohs, first, last, self.enricher)
-        resps = self.resp.answers(rhs, first, last, self.enricher) if origs is not None else None
+        origs = self.orig.answers(ohs, first, last, self.lookup)
+        resps = self.resp.answers(rhs, first, last, self.lookup) if origs is not None else None
         if resps is None:
             return None
         self.last_ts = times[-1]
