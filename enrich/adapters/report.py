@@ -264,7 +264,7 @@ def _name(row: tuple[object, ...]) -> str:
 
 def incidents(records: pd.DataFrame) -> str:
     flagged = records[is_incident(records)]
-    if flagged.empty:
+    if flagged.empty or "ts" not in flagged.columns or flagged["ts"].isna().all():
         return (
             '<p class="empty">no incident records in the input (run <code>kubezeek filter</code> first)</p>'
         )
@@ -272,10 +272,12 @@ def incidents(records: pd.DataFrame) -> str:
     counts = rows.groupby(["incident.rules", "severity"]).agg(records=("ts", "size"), first=("ts", "min"),
                                                               last=("ts", "max")).reset_index()  # fmt: skip
     counts = counts.rename(columns={"incident.rules": "rule"}).sort_values("records", ascending=False)
-    return png(_timeline(flagged), "incidents over time") + table(counts)
+    note = '<p class="meta">severity: the record\'s, i.e. the highest of the rules it matched</p>'
+    return png(_timeline(flagged), "incidents over time") + note + table(counts)
 
 
 def _timeline(flagged: pd.DataFrame) -> Figure:
+    flagged = flagged[pd.to_numeric(flagged["ts"], errors="coerce").notna()]
     ts = pd.to_numeric(flagged["ts"], errors="coerce")
     start, end = float(ts.min()), float(ts.max())
     width = max((end - start) / 30, 1.0)
@@ -325,7 +327,8 @@ def _distinct(values: pd.Series) -> list[str]:
 def render(records: pd.DataFrame, title: str, top: int) -> str:
     """The whole page as one string."""
     traffic = records[~is_incident(records)]
-    ts = pd.to_numeric(records["ts"], errors="coerce")
+    ts = pd.to_numeric(records.get("ts", pd.Series(dtype=float)), errors="coerce").dropna()
+    span = f" from {iso(ts.min())} to {iso(ts.max())}" if not ts.empty else ""
     counts = ", ".join(
         f"{html.escape(k)}: {v}" for k, v in records["log"].value_counts().sort_index().items()
     )
@@ -342,7 +345,7 @@ def render(records: pd.DataFrame, title: str, top: int) -> str:
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-        f'<p class="meta">{len(records)} records ({counts}) from {iso(ts.min())} to {iso(ts.max())}</p>'
+        f'<p class="meta">{len(records)} records ({counts}){span}</p>'
         f"<nav>{nav}</nav>{body}<script>{SORT_JS}</script></body></html>"
     )
 

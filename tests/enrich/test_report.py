@@ -137,3 +137,28 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> No
     assert len(colours) > 100  # text, tables, plots: not a blank or error page
     ink = (pixels.mean(axis=2) < 0.5).mean()
     assert 0.01 < ink < 0.6
+
+
+def test_certificate_problems_from_real_zeek_output(zeek_samples: Path, tmp_path: Path) -> None:
+    """Zeek 7's ssl.log of a trace with unverifiable certificates (validate-certs loaded)."""
+    logs = zeek_samples / "tls-expired-cert" / "json"
+    statuses = {
+        r["validation_status"]
+        for r in map(orjson.loads, (logs / "ssl.log").read_bytes().splitlines())
+        if r.get("validation_status", "ok") != "ok"
+    }
+    assert statuses
+    enriched = tmp_path / "enriched"
+    inventory = scenario_paths("shop")["watch"]  # none of the trace's addresses: all outside the cluster
+    runner = CliRunner()
+    assert (
+        runner.invoke(
+            main, ["enrich", str(logs), "-o", str(enriched), "--inventory", str(inventory)]
+        ).exit_code
+        == 0
+    )
+    target = tmp_path / "r.html"
+    assert runner.invoke(main, ["report", str(enriched), "-o", str(target)]).exit_code == 0
+    tls = section(target.read_text(), "tls")
+    assert all(f"<td>certificate: {html.escape(s)}</td>" in tls for s in statuses)
+    assert "(external)</td>" in tls
