@@ -63,13 +63,9 @@ class Span:
         self.ip = ip
         self.timeline = timeline
 
-    @property
-    def end(self) -> float:
-        return self.owner.end
-
 
 class IpTimeline:
-    """ip -> spans sorted by start: O(1) dict hit then a bisect, so lookups are O(log n)."""
+    """ip -> spans sorted by start: a dict hit, then a scan up to the lookup time (a few spans per IP)."""
 
     __slots__ = ("_spans", "count")
 
@@ -101,13 +97,6 @@ class IpTimeline:
 
     def get(self, ip: str) -> list[Span] | None:
         return self._spans.get(ip)
-
-    def started_by(self, ip: str, ts: float) -> list[Span]:
-        """Spans of `ip` that had started at `ts` (most recent last)."""
-        spans = self._spans.get(ip)
-        if not spans:
-            return []
-        return spans[: bisect_right(spans, ts, key=_START)]
 
     def __contains__(self, ip: str) -> bool:
         return ip in self._spans
