@@ -265,6 +265,40 @@ def test_services_of_a_pod_are_those_whose_selector_matches() -> None:
     assert inv.lookup("10.244.2.21", T0 + 1).services == ("all", "cart")
 
 
+def test_deleted_service_leaves_its_ip_and_its_pods() -> None:
+    svc = ServiceInfo(
+        uid="s",
+        name="cart",
+        namespace="shop",
+        cluster_ips=("10.96.20.21",),
+        selector={"app": "cart"},
+        created=T0,
+    )
+    p = pod("cart-1", "10.244.2.21", labels={"app": "cart"})
+    inv = inventory(ev(svc), ev(p), ev(svc, "DELETED", ts=T0 + 100), grace=0, retention=50, expire_every=1e12)
+    assert inv.lookup("10.244.2.21", T0 + 50).services == ("cart",)
+    assert inv.lookup("10.244.2.21", T0 + 150).services == ()
+    assert inv.lookup("10.96.20.21", T0 + 150).kind == "unknown"
+    assert inv.expire(T0 + 200) == 1
+    assert inv.stats()["services"] == 0 and inv.lookup("10.96.20.21", T0 + 50).kind == "unknown"
+
+
+def test_deleted_workload_owner_expires_and_conventions_take_over() -> None:
+    rs = OwnerInfo(
+        kind="ReplicaSet",
+        uid="rs1",
+        name="web-x",
+        namespace="shop",
+        owners=(OwnerRef(kind="Deployment", name="frontend", controller=True),),
+    )
+    p = pod("web-x-1", "10.244.1.1", owners=(OwnerRef(kind="ReplicaSet", name="web-x", uid="rs1"),))
+    inv = inventory(ev(rs), ev(p), ev(rs, "DELETED", ts=T0 + 10), retention=100, expire_every=1e12)
+    assert inv.lookup("10.244.1.1", T0 + 20).workload == "Deployment/frontend"  # kept for retention
+    inv.expire(T0 + 500)
+    assert inv.stats()["workload_owners"] == 0
+    assert inv.lookup("10.244.1.1", T0 + 20).workload == "ReplicaSet/web-x"
+
+
 def test_unknown_inside_cluster_cidrs_external_outside() -> None:
     inv = inventory(ev(pod("web", "10.244.1.11")))
     assert inv.lookup("10.244.9.9", T0).kind == "unknown"
