@@ -100,11 +100,12 @@ def pod_key(record: Mapping[str, Any]) -> tuple:
 class RateLimiter:
     """Per-rule, per-pod budgets in fixed windows of record time, with summary records."""
 
-    __slots__ = ("_buckets", "_closing", "stats")
+    __slots__ = ("_buckets", "_closing", "_seq", "stats")
 
     def __init__(self, stats: FilterStats) -> None:
         self._buckets: dict[tuple, _Bucket] = {}
-        self._closing: list[tuple[float, tuple, int]] = []
+        self._closing: list[tuple[float, int, tuple, int]] = []
+        self._seq = itertools.count()
         self.stats = stats
 
     def admit(self, record: dict[str, Any], rules: list[Rule], ts: float) -> tuple[bool, list[dict]]:
@@ -124,7 +125,7 @@ class RateLimiter:
                 if bucket is not None and bucket.suppressed:
                     summaries.append(self._summary(rule, bucket))
                 bucket = self._buckets[key] = _Bucket(index=index)
-                heapq.heappush(self._closing, ((index + 1) * limit.per, key, index))
+                heapq.heappush(self._closing, ((index + 1) * limit.per, next(self._seq), key, index))
             states.append((rule, bucket))
         allowed = any(b is None or b.sent < r.rate_limit.count for r, b in states)  # type: ignore[union-attr]
         for rule, bucket in states:
@@ -144,7 +145,7 @@ class RateLimiter:
         """Summaries for windows that ended at or before `watermark` (all of them when it is inf)."""
         out = []
         while self._closing and self._closing[0][0] <= watermark:
-            _, key, index = heapq.heappop(self._closing)
+            _, _, key, index = heapq.heappop(self._closing)
             bucket = self._buckets.get(key)
             if bucket is None or bucket.index != index:
                 continue
