@@ -103,3 +103,19 @@ def test_syslog_over_tls_verifies_the_receiver(cert: Path) -> None:
         data = rest[int(length) :]
     assert [orjson.loads(f.partition(b"\xef\xbb\xbf")[2])["uid"] for f in frames] == ["CX", "CY"]
     assert all(b" n1 kubezeek " in f for f in frames)
+
+
+def test_structured_data_values_can_never_close_the_element() -> None:
+    """Whatever the text, an escaped value has no unescaped `"` or `]` and no control characters."""
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    @given(st.text())
+    def check(text: str) -> None:
+        escaped = sd_value(text)
+        unescaped = escaped.replace("\\\\", "").replace('\\"', "").replace("\\]", "")
+        assert '"' not in unescaped and "]" not in unescaped and "\\" not in unescaped
+        assert all(ord(c) >= 32 and ord(c) != 127 for c in escaped)
+        assert all(33 <= ord(c) <= 126 for c in header_value(text, 48))
+
+    check()

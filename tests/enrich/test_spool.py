@@ -113,3 +113,42 @@ def test_spool_survives_a_process_restart_and_drains_in_order(tmp_path: Path) ->
         sink.send([{"n": 50, "uid": "C50"}])
         assert sink.close(timeout=10) == 0
     assert [r["n"] for r in peer.records] == list(range(51))
+
+
+def test_any_sequence_of_operations_keeps_fifo_order(tmp_path_factory) -> None:
+    """Appends, partial deliveries and reopenings in any order: records come out once, in order."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    ops = st.lists(
+        st.one_of(
+            st.tuples(st.just("append"), st.integers(1, 12)),
+            st.tuples(st.just("deliver"), st.integers(1, 9)),
+            st.tuples(st.just("reopen"), st.just(0)),
+        ),
+        max_size=25,
+    )
+
+    @settings(max_examples=60, deadline=None)
+    @given(ops)
+    def check(sequence: list[tuple[str, int]]) -> None:
+        folder = tmp_path_factory.mktemp("spool")
+        spool = Spool(folder, segment_bytes=40, fsync=False)
+        written = delivered = 0
+        out: list[bytes] = []
+        for op, n in sequence:
+            if op == "append":
+                spool.append(lines(written, written + n))
+                written += n
+            elif op == "deliver":
+                got, position = spool.peek(n)
+                spool.commit(position, len(got))
+                out += got
+                delivered += len(got)
+            else:
+                spool = Spool(folder, segment_bytes=40, fsync=False)
+            assert spool.pending() == written - delivered
+        out += drain(spool)
+        assert out == lines(0, written)
+
+    check()
