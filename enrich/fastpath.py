@@ -12,9 +12,9 @@ returns None, and the caller takes the full parser line by line.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable
-from itertools import compress
 
 import orjson
 
@@ -174,66 +174,63 @@ class FastEnricher:
         converted = plan.bodies(data, nlines)
         if converted is None:
             return None
-        return self.enrich(*converted)
+        enriched = self.enrich(*converted)
+        return None if enriched is None else (plan.rewrite(enriched[0]), enriched[1])
 
 
 # --- TSV ------------------------------------------------------------------------------------
-_NUM = rb"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+_NUM = rb"-?[0-9]+(?:\.[0-9]+)?"  # Zeek's TSV numbers (no exponent); anything else: the full parser
 _TEXT = rb'[^\t\n"\\\x00-\x1f]*'  # no quote, backslash (TSV escapes) or control characters
 _NUMERIC = {"time", "interval", "double", "count", "int", "port"}
-_QUOTED = {"string": _TEXT, "enum": _TEXT, "addr": rb"[0-9a-fA-F:.]+", "subnet": rb"[0-9a-fA-F:./]+"}
+_ADDRESS = {"addr": rb"[0-9a-fA-F:.]+", "subnet": rb"[0-9a-fA-F:./]+"}
 STANDARD_HEADER = (b"#separator \\x09", b"#set_separator\t,", b"#empty_field\t(empty)", b"#unset_field\t-")
-_BOOLS = {b"T": b"true", b"F": b"false", b"-": b"-"}
-
-
-def _quoted_set(value: bytes) -> bytes:
-    if value == b"-":
-        return value
-    return b"[]" if value == b"(empty)" else b'["' + value.replace(b",", b'","') + b'"]'
-
-
-def _number_set(value: bytes) -> bytes:
-    if value == b"-":
-        return value
-    return b"[]" if value == b"(empty)" else b"[" + value + b"]"
-
-
-def _empty_string(value: bytes) -> bytes:
-    return b"" if value == b"(empty)" else value
+# Whole-chunk rewrites after formatting (unambiguous: strings are quoted, so `":T,` is a bool).
+_REWRITES = (
+    (b'["(empty)"]', b"[]"),
+    (b"[(empty)]", b"[]"),
+    (b':"(empty)"', b':""'),
+    (b'":T,', b'":true,'),
+    (b'":F,', b'":false,'),
+)
 
 
 class TsvPlan:
-    """How the lines of one TSV file (standard Zeek header, connection tuple) become JSON lines."""
+    """How the lines of one TSV file (standard Zeek header, connection tuple) become JSON lines.
+
+    One regular expression built from the header checks every line of a chunk, column by column
+    against its type, and splits it (text columns: no quotes, backslash escapes or control
+    characters — those lines take the full parser). Each line is formatted with a `%`-template
+    chosen by its pattern of unset (`-`) fields; bools, `(empty)` and empty sets are then
+    rewritten for the whole chunk at once."""
 
     def __init__(self, fields: tuple[str, ...], types: tuple[str, ...]) -> None:
-        columns, self.keys, self.converters, self.strings = [], [], [], []
+        columns, self.keys, self.string_sets = [], [], []
         for i, (name, zeek_type) in enumerate(zip(fields, types)):
             key = b'"' + name.encode() + b'":'
-            inner = zeek_type[4:-1] if zeek_type.startswith("set[") else zeek_type[7:-1]
-            if zeek_type in _NUMERIC:
-                columns.append(rb"(-|" + _NUM + rb")")
+            container = zeek_type.startswith(("set[", "vector["))
+            inner = zeek_type.split("[", 1)[1][:-1] if container else zeek_type
+            if not container and zeek_type in _NUMERIC:
+                columns.append(rb"-|" + _NUM)
                 self.keys.append(key + b"%s")
-            elif zeek_type in _QUOTED:
-                columns.append(rb"(" + _QUOTED[zeek_type] + rb")" if zeek_type in ("string", "enum") else
-                               rb"(-|" + _QUOTED[zeek_type] + rb")")  # fmt: skip
+            elif not container and zeek_type in ("string", "enum"):
+                columns.append(_TEXT)
                 self.keys.append(key + b'"%s"')
-                if zeek_type in ("string", "enum"):
-                    self.strings.append(i)
+            elif not container and zeek_type in _ADDRESS:
+                columns.append(rb"-|" + _ADDRESS[zeek_type])
+                self.keys.append(key + b'"%s"')
             elif zeek_type == "bool":
-                columns.append(rb"([TF-])")
+                columns.append(rb"[TF-]")
                 self.keys.append(key + b"%s")
-                self.converters.append((i, _BOOLS.__getitem__))
-            elif zeek_type.startswith(("set[", "vector[")) and inner in _QUOTED:
-                columns.append(rb"(" + _TEXT + rb")")
-                self.keys.append(key + b"%s")
-                self.converters.append((i, _quoted_set))
-            elif zeek_type.startswith(("set[", "vector[")) and inner in _NUMERIC:
-                columns.append(rb"(-|\(empty\)|" + _NUM + rb"(?:," + _NUM + rb")*)")
-                self.keys.append(key + b"%s")
-                self.converters.append((i, _number_set))
+            elif container and (inner in ("string", "enum") or inner in _ADDRESS):
+                columns.append(_TEXT)
+                self.keys.append(key + b'["%s"]')
+                self.string_sets.append(i)
+            elif container and inner in _NUMERIC:
+                columns.append(rb"-|\(empty\)|" + _NUM + rb"(?:," + _NUM + rb")*")
+                self.keys.append(key + b"[%s]")
             else:
                 raise ValueError(f"no fast path for type {zeek_type}")
-        self.pattern = re.compile(rb"\n" + rb"\t".join(columns) + rb"(?=\n)")
+        self.pattern = re.compile(rb"\n" + rb"\t".join(rb"(" + c + rb")" for c in columns) + rb"(?=\n)")
         self.ts, self.orig, self.resp = (
             fields.index("ts"),
             fields.index("id.orig_h"),
@@ -246,11 +243,9 @@ class TsvPlan:
         cls, fields: tuple[str, ...], types: tuple[str, ...], header: list[bytes]
     ) -> TsvPlan | None:
         """A plan when the header is Zeek's standard one and the log has ts and the connection tuple."""
-        if not all(h in header for h in STANDARD_HEADER) or not {"ts", "id.orig_h", "id.resp_h"} <= set(
-            fields
-        ):
+        if not all(h in header for h in STANDARD_HEADER):
             return None
-        if types[fields.index("ts")] != "time":
+        if not {"ts", "id.orig_h", "id.resp_h"} <= set(fields) or types[fields.index("ts")] != "time":
             return None
         try:
             return cls(fields, types)
@@ -258,8 +253,15 @@ class TsvPlan:
             return None
 
     def _template(self, mask: tuple[bool, ...]) -> bytes:
-        template = b"{" + b",".join(compress(self.keys, mask))
-        self.templates[mask] = template
+        """`{"k":%s,...` over all the row's values: an unset one is consumed by `%.0s` (prints nothing)."""
+        parts, first = [b"{"], True
+        for key, is_set in zip(self.keys, mask):
+            if is_set:
+                parts.append(key if first else b"," + key)
+                first = False
+            else:
+                parts.append(b"%.0s")
+        template = self.templates[mask] = b"".join(parts)
         return template
 
     def bodies(self, data: bytes, nlines: int):  # type: ignore[no-untyped-def]
@@ -269,20 +271,26 @@ class TsvPlan:
         rows = self.pattern.findall(b"\n" + data)
         if len(rows) != nlines:
             return None
-        ts, orig, resp = self.ts, self.orig, self.resp
-        columns = list(zip(*rows))
-        if b"-" in columns[ts] or b"-" in columns[orig] or b"-" in columns[resp]:
+        stamps = list(map(operator.itemgetter(self.ts), rows))
+        origs = list(map(operator.itemgetter(self.orig), rows))
+        resps = list(map(operator.itemgetter(self.resp), rows))
+        if b"-" in stamps or b"-" in origs or b"-" in resps:
             return None
-        converters = list(self.converters)
-        if b"(empty)" in data:
-            converters += [(i, _empty_string) for i in self.strings]
-        for i, convert in converters:  # column-wise: a few columns, C-level map
-            columns[i] = list(map(convert, columns[i]))
+        for i in self.string_sets:  # sets of several strings: `a,b` -> `a","b` inside the template's ["..."]
+            if any(b"," in value for value in map(operator.itemgetter(i), rows)):
+                rows = [(*row[:i], row[i].replace(b",", b'","'), *row[i + 1 :]) for row in rows]
         templates, template_for = self.templates, self._template
         bodies = []
         add = bodies.append
-        for values in zip(*columns):
-            mask = tuple(map(b"-".__ne__, values))
-            template = templates.get(mask) or template_for(mask)
-            add(template % tuple(compress(values, mask)))
-        return bodies, columns[ts], columns[orig], columns[resp]
+        for row in rows:
+            mask = tuple([value != b"-" for value in row])
+            add((templates.get(mask) or template_for(mask)) % row)
+        return bodies, stamps, origs, resps
+
+    @staticmethod
+    def rewrite(out: bytes) -> bytes:
+        """Bools, `(empty)` strings and empty sets, for a whole enriched chunk."""
+        for old, new in _REWRITES:
+            if old in out:
+                out = out.replace(old, new)
+        return out
