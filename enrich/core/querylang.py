@@ -236,7 +236,7 @@ def needed_fields(query: Query) -> set[str]:
         if specs:
             fields |= {
                 ADDR_FIELD[side],
-                *(k8s_field(side, s) for s in ("kind", "namespace", "name", "workload")),
+                *(k8s_field(side, s) for s in ("kind", "namespace", "name", "workload", "node")),
             }
     return fields
 

@@ -356,3 +356,22 @@ def test_on_a_terminal_it_prints_a_table_and_progress(enriched: dict[str, Path])
     assert "reading conn.log:" in text and "100.0%" in text
     assert "orig                          resp" in text and "192.0.2.66 (external)" in text
     assert "{" not in text
+
+
+def test_workload_node_and_address_specs(enriched: dict[str, Path]) -> None:
+    logs = enriched["compromised"] / "enriched"
+    total = len(raw_records("compromised", "conn"))
+    assert len(query(logs, workloads=("Deployment/worker",), columns=("uid",))) == total
+    assert len(query(logs, workloads=("worker",), columns=("uid",))) == total
+    assert query(logs, workloads=("StatefulSet/worker",), columns=("uid",)).empty
+    to_pg = query(logs, destinations=(parse_endpoint("payments/pg"),), columns=("resp",))
+    assert set(to_pg["resp"]) == {"payments/pg-0"} and len(to_pg) == 4
+    by_pod_name = query(logs, destinations=(parse_endpoint("payments/pg-0"),), columns=("resp",))
+    assert len(by_pod_name) == 4
+    on_node_b = query(logs, destinations=(parse_endpoint("node:node-b"),), columns=("resp",))
+    assert set(on_node_b["resp"]) == {"payments/pg-0"}
+    unknown = query(logs, destinations=(parse_endpoint("unknown"),), columns=("id.resp_h",))
+    cidr = query(logs, destinations=(parse_endpoint("10.244.2.48/29"),), columns=("id.resp_h",))
+    assert set(unknown["id.resp_h"]) | {"10.244.2.50"} == {f"10.244.2.{i}" for i in range(48, 56)}
+    assert set(cidr["id.resp_h"]) == {f"10.244.2.{i}" for i in range(48, 56)}
+    assert query(logs, sources=(parse_endpoint("10.244.1.44"),), columns=("uid",)).shape[0] == total
