@@ -132,7 +132,9 @@ def select(frame: pd.DataFrame, query: Query) -> Mask:
     if query.time.until is not None:
         mask &= pd.to_numeric(column(frame, "ts"), errors="coerce") < query.time.until
     for comparison in query.where:
-        mask &= compare(column(frame, comparison.field), comparison)
+        name = comparison.field
+        values = endpoint_labels(frame, name) if name in VIRTUAL_COLUMNS else column(frame, name)
+        mask &= compare(values, comparison)
     return mask
 
 

@@ -219,7 +219,8 @@ def needed_fields(query: Query) -> set[str]:
         fields.update(source_fields(column))
     if query.time.since is not None or query.time.until is not None:
         fields.add("ts")
-    fields.update(c.field for c in query.where)
+    for comparison in query.where:
+        fields.update(source_fields(comparison.field))
     if query.namespaces:
         fields |= side_fields(("namespace",))
     if query.pods:

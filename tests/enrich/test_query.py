@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from enrich.adapters.frames import LogFrames, read_log
 from enrich.adapters.query import csv_text, run_query, write_result
-from enrich.cli import main
+from enrich.cli.main import main
 from enrich.core.querylang import Query, parse_comparison, parse_endpoint, parse_time_range
 from tests.conftest import SCENARIOS, scenario_paths
 
@@ -375,3 +375,5 @@ def test_workload_node_and_address_specs(enriched: dict[str, Path]) -> None:
     assert set(unknown["id.resp_h"]) | {"10.244.2.50"} == {f"10.244.2.{i}" for i in range(48, 56)}
     assert set(cidr["id.resp_h"]) == {f"10.244.2.{i}" for i in range(48, 56)}
     assert query(logs, sources=(parse_endpoint("10.244.1.44"),), columns=("uid",)).shape[0] == total
+    readable = query(logs, where=(parse_comparison("resp~external"),), columns=("id.resp_h",))
+    assert set(readable["id.resp_h"]) == {"192.0.2.66", "203.0.113.200"}
