@@ -5,45 +5,19 @@ Exit codes: 0 success, 1 a kubezeek error (one line on stderr), 2 usage error.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
-import sys
 from pathlib import Path
 
 import click
 
 from enrich import __version__
-from enrich.errors import KubezeekError
+from enrich.cli.base import maps_errors, setup_logging
 from sensor.runner import ConfigReloader, cleanup_node, run_sensor
 from sensor.settings import SensorSettings, load_settings
 
 log = logging.getLogger("sensor")
-
-
-# enrich.cli.base has the same two helpers, but importing it runs enrich/cli/__init__.py, which loads the
-# whole analyst CLI (pandas, matplotlib...) into the node agent; these are the sensor's lean copies.
-def maps_errors(func):
-    """Turn a KubezeekError into `TypeName: message` on stderr and exit 1 (no traceback)."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except KubezeekError as exc:
-            click.echo(f"{type(exc).__name__}: {exc}", err=True)
-            sys.exit(1)
-
-    return wrapper
-
-
-def setup_logging(verbose: int = 0) -> None:
-    """Logs go to stderr."""
-    level = logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
 
 
 HELP = """kubezeek-sensor: mirror the traffic of selected pods on this node to Zeek's capture interface.

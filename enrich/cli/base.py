@@ -34,9 +34,8 @@ def maps_errors(func: F) -> F:
 
 def setup_logging(verbose: int = 0) -> None:
     """Logs go to stderr so records on stdout compose in pipes."""
-    level = logging.WARNING - 10 * verbose if verbose else logging.INFO
     logging.basicConfig(
-        level=max(level, logging.DEBUG),
+        level=logging.DEBUG if verbose else logging.INFO,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
