@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from enrich.adapters.frames import LogFrames, read_log
 from enrich.adapters.query import csv_text, run_query, write_result
-from enrich.cli.main import main
+from enrich.cli import main
 from enrich.core.querylang import Query, parse_comparison, parse_endpoint, parse_time_range
 from tests.conftest import SCENARIOS, scenario_paths
 

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from matplotlib import image
 
-from enrich.cli.main import main
+from enrich.cli import main
 from tests.conftest import SCENARIOS, scenario_paths
 from tests.enrich.test_query import build_enriched
 

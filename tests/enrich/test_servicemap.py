@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from matplotlib import image
 
 from enrich.adapters.servicemap import INCIDENT_COLOUR, flows, load_conn
-from enrich.cli.main import main
+from enrich.cli import main
 from tests.conftest import SCENARIOS, scenario_paths
 from tests.enrich.test_query import build_enriched
 
