@@ -147,9 +147,10 @@ def run_enrich(logdir: Path, inventory: Path, outdir: Path) -> tuple[Timing, int
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - start
         err.seek(0)
-        summary = re.search(rb"enriched [0-9,]+ records from \d+ files in ([0-9.]+)s", err.read())
+        log = err.read()
+        summary = re.search(rb"enriched [0-9,]+ records from \d+ files in ([0-9.]+)s", log)
     if status != 0 or summary is None:
-        raise SystemExit(f"kubezeek enrich failed on {logdir}: status {status}")
+        raise SystemExit(f"kubezeek enrich failed on {logdir}: status {status}\n{log[-2000:].decode()}")
     ENGINE_SECONDS.append(float(summary.group(1)))
     return (elapsed, usage.ru_utime + usage.ru_stime), usage.ru_maxrss
 
