@@ -114,8 +114,8 @@ class LogFrames:
     def _arrow_schema(self, path: Path) -> pa.Schema | None:
         """Types of the wanted fields from a sample, when pyarrow's fast JSON reader can take them.
 
-        Not when a wanted field holds lists or objects (labels, services), mixes types, or is missing
-        from the sample, nor for TSV: those go through the line-by-line reader.
+        Not when a wanted field holds lists or objects (labels, services) or mixes types in the
+        sample, nor for TSV: those go through the line-by-line reader.
         """
         kinds: dict[str, set[type]] = {f: set() for f in self.fields or ()}
         with _open(path) as stream:
@@ -130,7 +130,9 @@ class LogFrames:
                 for name, found in kinds.items():
                     if name in record and record[name] is not None:
                         found.add(type(record[name]))
-        types = [(name, _ARROW_TYPES.get(frozenset(found))) for name, found in sorted(kinds.items())]
+        # a field the sample lacks is declared a string: if it turns up as anything else later,
+        # pyarrow refuses that record and reading goes on line by line from there
+        types = [(name, _ARROW_TYPES.get(frozenset(found or {str}))) for name, found in sorted(kinds.items())]
         if not types or any(t is None for _, t in types):
             return None
         return pa.schema(types)

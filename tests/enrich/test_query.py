@@ -377,3 +377,20 @@ def test_workload_node_and_address_specs(enriched: dict[str, Path]) -> None:
     assert query(logs, sources=(parse_endpoint("10.244.1.44"),), columns=("uid",)).shape[0] == total
     readable = query(logs, where=(parse_comparison("resp~external"),), columns=("id.resp_h",))
     assert set(readable["id.resp_h"]) == {"192.0.2.66", "203.0.113.200"}
+
+
+def test_a_field_that_first_appears_late_is_read(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="enrich.adapters.frames")
+    records = raw_records("compromised", "conn")
+    many = [dict(r, uid=f"C{n}") for n, r in enumerate(records * 30)]
+    for i in (1500, 1600):
+        many[i]["note"] = "late"  # absent from the sampled first 1,000 records
+    (tmp_path / "conn.log").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in many))
+    frame = read_log([tmp_path / "conn.log"], {"uid", "note"})
+    assert list(frame.loc[frame["note"].notna(), "uid"]) == ["C1500", "C1600"]
+    assert "line by line" not in caplog.text
+    many[1700]["note"] = ["a", "list"]
+    (tmp_path / "conn.log").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in many))
+    frame = read_log([tmp_path / "conn.log"], {"uid", "note"})
+    assert list(frame["uid"]) == [r["uid"] for r in many]
+    assert list(frame.loc[frame["note"].notna(), "note"]) == ["late", "late", ["a", "list"]]
