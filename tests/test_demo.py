@@ -33,7 +33,7 @@ def test_demo_from_any_directory_writes_demo_output_and_prints_the_summary(tmp_p
         "Zeek logs recorded with Zeek 7.0.11" in done.stdout
     )  # from pcaps/compromised.zeek/RECORDED_WITH.txt
     assert (
-        "high    pod-egress-external: batch/worker-7f9d6c5b4-zx81m -> 192.0.2.66 (external) port 4444"
+        "high    pod-egress-unusual-port: batch/worker-7f9d6c5b4-zx81m -> 192.0.2.66 (external) port 4444"
         in done.stdout
     )
     assert "incidents:" in done.stdout and "by rule:" in done.stdout and "top workloads:" in done.stdout

@@ -103,6 +103,17 @@ def test_bundled_scenario_replays_and_matches_its_expectations(
     assert summary["incidents"] == len(_lines(tmp_path / "out" / "incidents.jsonl"))
 
 
+def test_benign_shop_exports_nothing_at_the_default_level_but_its_egress_at_low(tmp_path: Path) -> None:
+    # ../shared/scenarios/README.md: "shop: benign ... Nothing here should be exported at the default level."
+    result = run_replay("shop", tmp_path / "default")
+    assert result.exit_code == 0, result.output
+    assert _lines(tmp_path / "default" / "incidents.jsonl") == []
+    result = run_replay("shop", tmp_path / "low", "--level", "low")
+    low = _lines(tmp_path / "low" / "incidents.jsonl")
+    assert [r["incident.rules"] for r in low] == [["pod-egress-external"]]
+    assert low[0]["resp_k8s.kind"] == "external" and low[0]["orig_k8s.workload"] == "Deployment/cart"
+
+
 def test_recorded_json_and_tsv_logs_give_the_same_incidents(tmp_path: Path) -> None:
     for fmt in ("json", "tsv"):
         result = run_replay("compromised", tmp_path / fmt, "--zeek-logs", str(PCAPS / "compromised.zeek"),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,8 +67,15 @@ class _Bucket:
 
 
 def _ts(record: Mapping[str, Any]) -> float | None:
+    """The record's own time; None when absent or not a finite number (untrusted input)."""
     value = record.get("ts")
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        ts = float(value)
+    except OverflowError:
+        return None
+    return ts if math.isfinite(ts) else None
 
 
 def dedupe_key(record: Mapping[str, Any], path: str) -> tuple | None:

@@ -49,7 +49,7 @@ def run(flt: IncidentFilter, items: list[tuple[dict, str]]) -> list[dict]:
     ("level", "expected"),
     [
         ("low", {"pod-egress-external", "pod-egress-unusual-port", "large-upload-external"}),
-        ("medium", {"pod-egress-external", "pod-egress-unusual-port", "large-upload-external"}),
+        ("medium", {"pod-egress-unusual-port", "large-upload-external"}),
         ("high", {"pod-egress-unusual-port", "large-upload-external"}),
     ],
 )
@@ -79,7 +79,7 @@ def test_low_severity_rules_only_at_level_low() -> None:
 def test_selected_records_keep_every_field_and_input_is_not_changed() -> None:
     record = conn(10.0, "192.0.2.66", 443, **EXTERNAL)
     before = dict(record)
-    (out,) = run(IncidentFilter(load_rules("incident")), [(record, "conn")])
+    (out,) = run(IncidentFilter(load_rules("incident"), "low"), [(record, "conn")])
     assert record == before
     assert {k: v for k, v in out.items() if not k.startswith("incident.")} == {**before, "_path": "conn"}
     assert out["incident.rules"] == ["pod-egress-external"]
