@@ -341,6 +341,17 @@ def _unescape(raw: bytes) -> str:
     return _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), raw).decode("utf-8", "replace")
 
 
+def values(frame: pd.DataFrame, name: str) -> list[Any]:
+    """A column as a plain list with None for absent values (fast, also for Arrow-backed strings)."""
+    if name not in frame.columns:
+        return [None] * len(frame)
+    column = frame[name]
+    present = column.notna()
+    if present.all():
+        return column.tolist()
+    return column.astype(object).where(present, None).tolist()
+
+
 def read_log(paths: list[Path], fields: set[str] | None = None) -> pd.DataFrame:
     """Every record of `paths` in one frame (for small inputs: reports, maps, tests)."""
     frames = [f for f in LogFrames(paths, fields=fields) if not f.empty]

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 import orjson
 import pandas as pd
 
-from enrich.adapters.frames import LogFrames, Progress, log_files
+from enrich.adapters.frames import LogFrames, Progress, log_files, values
 from enrich.core.querylang import (
     ADDR_FIELD,
     K8S_SUFFIXES,
@@ -296,8 +296,7 @@ def output_frame(frame: pd.DataFrame, query: Query) -> pd.DataFrame:
 def endpoint_labels(frame: pd.DataFrame, side: str) -> pd.Series:
     if frame.empty:
         return pd.Series([], dtype=object, index=frame.index)
-    parts = [column(frame, f) for f in VIRTUAL_COLUMNS[side]]
-    addr, kind, namespace, name = (p.where(p.notna(), None) for p in parts)
+    addr, kind, namespace, name = (values(frame, f) for f in VIRTUAL_COLUMNS[side])
     labels = [endpoint_label(k, ns, n, a) for a, k, ns, n in zip(addr, kind, namespace, name)]
     return pd.Series(labels, index=frame.index, dtype=object)
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from enrich.adapters.frames import log_files, log_name, read_log
+from enrich.adapters.frames import log_files, log_name, read_log, values
 from enrich.core.querylang import SIDES, k8s_field, workload_label
 from enrich.errors import QueryError
 
@@ -38,17 +39,12 @@ def endpoint_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """Adds `src`/`dst` (workload-level endpoints) and `bytes` (both directions) to conn records."""
     out = frame.copy()
     for side, name in (("orig", "src"), ("resp", "dst")):
-        parts = [_col(out, k8s_field(side, s)) for s in ("kind", "namespace", "name", "workload")]
-        addr = _col(out, f"id.{side}_h")
-        out[name] = [workload_label(*p[:4], a) for *p, a in zip(*parts, addr)]
+        parts = [values(out, k8s_field(side, s)) for s in ("kind", "namespace", "name", "workload")]
+        parts.append(values(out, f"id.{side}_h"))
+        known: dict[tuple[Any, ...], str] = {}
+        out[name] = [known.get(k) or known.setdefault(k, workload_label(*k)) for k in zip(*parts)]
     out["bytes"] = _num(out, "orig_bytes") + _num(out, "resp_bytes")
     return out
-
-
-def _col(frame: pd.DataFrame, name: str) -> list[object]:
-    if name not in frame.columns:
-        return [None] * len(frame)
-    return [None if (isinstance(v, float) and v != v) else v for v in frame[name]]
 
 
 def _num(frame: pd.DataFrame, name: str) -> pd.Series:
