@@ -87,18 +87,21 @@ def generate(path: Path, count: int, workdir: Path) -> None:
             out.write(b"\n".join(batch) + b"\n")
 
 
+def timed(command: list[str]) -> tuple[float, float]:
+    """Wall time and CPU time (user + sys, all threads) of one command."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+
+
 def run(logs: Path, args: list[str], output: Path, repeat: int) -> tuple[float, float, int]:
-    """Median wall time and median CPU time (user + sys, all threads) of the query, and its rows."""
-    walls, cpus = [], []
-    for _ in range(repeat):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        subprocess.run([KUBEZEEK, "query", str(logs), *args, "-o", str(output)], check=True)
-        walls.append(time.perf_counter() - start)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    """Median wall time and median CPU time of the query over `repeat` runs, and its rows."""
+    runs = [timed([KUBEZEEK, "query", str(logs), *args, "-o", str(output)]) for _ in range(repeat)]
     rows = sum(1 for _ in output.open("rb"))
-    return statistics.median(walls), statistics.median(cpus), rows
+    return statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs), rows
 
 
 def main() -> None:
@@ -129,6 +132,10 @@ def main() -> None:
         wall, cpu, rows = run(logs, args.split(), workdir / "out.jsonl", opts.repeat)
         rate = opts.records / wall
         print(f"| {title}: `{args}` | {wall:.1f} | {cpu:.1f} | {rate:,.0f} | {rows:,} |", flush=True)
+    print("\n| view | wall (s) | CPU (s) |\n| --- | ---: | ---: |")
+    for verb, target in (("report", workdir / "report.html"), ("map", workdir / "map.svg")):
+        wall, cpu = timed([KUBEZEEK, verb, str(logs), "-o", str(target)])
+        print(f"| `kubezeek {verb} LOGS -o {target.name}` | {wall:.1f} | {cpu:.1f} |", flush=True)
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
     if not opts.keep:
         shutil.rmtree(workdir, ignore_errors=True)
