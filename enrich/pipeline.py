@@ -137,7 +137,8 @@ class Engine:
         self.progress = progress
         self.inventory_age = inventory_age
         self.before_turn = before_turn
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[Source, _Stream] = {}  # by source object: a reused inode is a new source
+        self._files_seen = 0
         self._counts = {"lines": 0, "records": 0, "errors": 0, "unresolved": 0, "bytes": 0, "incidents": 0}
         self._held_total = 0
         self.fast = FastEnricher(enricher)
@@ -146,7 +147,7 @@ class Engine:
 
     # --- per chunk ---------------------------------------------------------------------------
     def _stream(self, src: Source) -> _Stream:
-        stream = self._streams.get(src.key)
+        stream = self._streams.get(src)
         if stream is None:
             reader = LogReader(source=str(src.path))
             header = []
@@ -158,7 +159,8 @@ class Engine:
             fast = reader.addr_fields == CONN_TUPLE and reader.format != "tsv"
             stream = _Stream(reader=reader, out_name=f"{name}.log", log=name, fast=fast, header=header)
             self._plan(stream)
-            self._streams[src.key] = stream
+            self._streams[src] = stream
+            self._files_seen += 1
         return stream
 
     def _process(self, chunk: Chunk, now: float) -> None:
@@ -307,8 +309,7 @@ class Engine:
         if not self._held_total:
             self.metrics.held.set(0)
             return
-        for key, stream in self._streams.items():
-            src = self.tailer.sources.get(key)
+        for src, stream in self._streams.items():
             parts: list[bytes] = []
             while stream.held:
                 item = stream.held[0]
@@ -322,11 +323,10 @@ class Engine:
                 self._held_total -= 1
             out = b"".join(parts)
             self._emit(stream, out, len(parts), out.count(_UNKNOWN), now)
-            if src is not None:
-                if stream.held:
-                    src.safe_offset, src.safe_lineno = stream.held[0].start, stream.held[0].lineno - 1
-                else:
-                    src.safe_offset, src.safe_lineno = src.read_offset, src.read_lineno
+            if stream.held:
+                src.safe_offset, src.safe_lineno = stream.held[0].start, stream.held[0].lineno - 1
+            else:
+                src.safe_offset, src.safe_lineno = src.read_offset, src.read_lineno
         self.metrics.held.set(self._held_total)
 
     # --- commits -----------------------------------------------------------------------------
@@ -357,6 +357,8 @@ class Engine:
                 self.tailer.scan(now)
                 self.metrics.ready = True
                 moved = self._turn(now)
+                for src in [s for s, st in self._streams.items() if s.done and not st.held]:
+                    del self._streams[src]  # finished files: their parser state is no longer needed
                 self._release(now, everything=not follow)
                 self._update_gauges()
                 self.metrics.beat()
@@ -430,7 +432,7 @@ class Engine:
     def _stats(self, started: float) -> EnrichStats:
         c = self._counts
         return EnrichStats(
-            files=len(self._streams),
+            files=self._files_seen,
             lines=c["lines"],
             records=c["records"],
             errors=c["errors"],

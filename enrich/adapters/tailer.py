@@ -71,6 +71,7 @@ class Source:
     order: int = 0
     changed_at: float = 0.0
     size_seen: int = -1
+    mtime_seen: int = -1
     attached: bool = True  # still reachable under its last name
     fd: int | None = None
     gz: gzip.GzipFile | None = field(default=None, repr=False)
@@ -119,6 +120,11 @@ class Chunk:
 
 def _fingerprint(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _has_record(head: bytes) -> bool:
+    """Does the start of a file hold a complete line that is not a `#` header line?"""
+    return any(line and not line.startswith(b"#") for line in head.split(b"\n")[:-1])
 
 
 class Tailer:
@@ -276,8 +282,7 @@ class Tailer:
         src = self.sources.get(key)
         try:
             if src is not None and not self._still_same(src, path, st):
-                self._close(src)
-                del self.sources[key]
+                self._retire(key, src)
                 src = None
             if src is None:
                 src = self._new_source(key, path, st, compressed, archive, now)
@@ -293,11 +298,22 @@ class Tailer:
         if src.path != path or not src.attached:
             src.path, src.attached = path, True
         src.seen = now
+        src.mtime_seen = st.st_mtime_ns
         if st.st_size != src.size_seen:
             src.size_seen, src.changed_at = st.st_size, now
+            if src.fp_len < FP_LEN and src.fd is not None:
+                self._extend_fingerprint(src)
             if src.done and (compressed or st.st_size > src.read_offset):
                 src.done = False  # grew again (or a compressed file rewritten): read on from where we were
         return key
+
+    @staticmethod
+    def _extend_fingerprint(src: Source) -> None:
+        """Grow a short fingerprint as the file grows (same first bytes, more of them)."""
+        with contextlib.suppress(OSError):
+            head = os.pread(src.fd, FP_LEN, 0)  # type: ignore[arg-type]
+            if len(head) > src.fp_len and _fingerprint(head[: src.fp_len]) == src.fp_hash:
+                src.fp_len, src.fp_hash = len(head), _fingerprint(head)
 
     def _report(self, path: Path, problem: str) -> None:
         if self.errors.get(str(path)) != problem:
@@ -305,16 +321,29 @@ class Tailer:
         self.errors[str(path)] = problem
 
     def _still_same(self, src: Source, path: Path, st: os.stat_result) -> bool:
-        """Same inode: still the same file unless truncated or its first bytes changed."""
+        """Same inode: still the same file unless truncated or its first bytes changed (a new
+        file reusing the inode of a deleted one)."""
         if src.compressed:
             return True
-        if st.st_size < src.read_offset:
-            log.warning("%s was truncated; reading it again from the start", src.path)
-            return False
-        if src.fd is not None or st.st_size == src.size_seen:
+        if src.fd is not None and st.st_size >= src.read_offset:
             return True  # an open descriptor pins the inode: it cannot have been reused
+        if st.st_size >= src.read_offset and (st.st_size, st.st_mtime_ns) == (src.size_seen, src.mtime_seen):
+            return True  # untouched since we last looked
         with open(path, "rb") as fh:
-            return _fingerprint(fh.read(src.fp_len)) == src.fp_hash
+            same = st.st_size >= src.read_offset and _fingerprint(fh.read(src.fp_len)) == src.fp_hash
+        if not same:
+            log.info(
+                "%s is a new file (replaced, truncated or a reused inode): reading it from the start", path
+            )
+        return same
+
+    def _retire(self, key: str, src: Source) -> None:
+        """Keep a replaced file's progress under another key: a compressed copy may still turn up."""
+        self._close(src)
+        del self.sources[key]
+        src.attached, src.done = False, True
+        src.key = f"{key}#{src.fp_hash[:12]}"
+        self.sources[src.key] = src
 
     def _new_source(
         self, key: str, path: Path, st: os.stat_result, compressed: bool, archive: bool, now: float
@@ -340,6 +369,8 @@ class Tailer:
                 return None  # archive directories only finish files already followed
             with open(path, "rb") as fh:
                 head = fh.read(FP_LEN)
+            if len(head) < FP_LEN and not _has_record(head):
+                return None  # a header alone is no fingerprint (every TSV file starts alike): wait
         self._order += 1
         src = Source(
             key=key,
