@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import shutil
@@ -209,3 +210,23 @@ def test_symlinked_log_is_read_as_the_file_it_points_to(logdir: Path, tmp_path: 
     (real / "conn.log").write_bytes(lines("s", 0, 2))
     os.symlink(real / "conn.log", logdir / "conn.log")
     assert drain(tailer_for(logdir)) == lines("s", 0, 2).splitlines()
+
+
+def test_reused_inode_is_a_new_file_and_the_old_files_gzip_copy_still_resumes(logdir: Path) -> None:
+    old = lines("old", 0, 100)
+    (logdir / "conn.log").write_bytes(old)
+    t = tailer_for(logdir)
+    assert len(drain(t)) == 100
+    (mark,) = t.marks().values()
+    t.close()
+    (logdir / "conn.log").unlink()
+    (logdir / "conn.log").write_bytes(lines("new", 0, 3))
+    st = (logdir / "conn.log").stat()
+    # As if the new conn.log had got the deleted file's inode: the checkpoint's key now names it.
+    reused = {f"{st.st_dev}:{st.st_ino}": dataclasses.replace(mark, dev=st.st_dev, ino=st.st_ino)}
+    again = Tailer(TailSettings(log_dir=logdir, settle=0.0), reused)
+    assert drain(again) == lines("new", 0, 3).splitlines()
+    with gzip.open(logdir / "conn.2026-11-22-02-00-00.log.gz", "wb") as gz:
+        gz.write(old + lines("old", 100, 2))  # the old file, finished, compressed by the archiver
+    os.utime(logdir / "conn.2026-11-22-02-00-00.log.gz", (NOW - 10, NOW - 10))
+    assert drain(again) == lines("old", 100, 2).splitlines()
