@@ -23,17 +23,15 @@ from enrich.core.model import Match
 
 _IP = rb"[0-9A-Fa-f:.]+"
 _TUPLE = (
-    rb'"id\.orig_h":"('
-    + _IP
-    + rb')","id\.orig_p":[0-9]+,"id\.resp_h":"('
-    + _IP
-    + rb')","id\.resp_p":[0-9]+[,}]'
+    rb'"id\.orig_h":"(' + _IP + rb')","id\.orig_p":[0-9]+,"id\.resp_h":"(' + _IP + rb')","id\.resp_p":[0-9]+'
 )
-# Right after a newline: ts, uid, the tuple (conn, dns, http, ssl, weird...), or ts, up to two
-# string fields (files: fuid, uid), the tuple.
-JSON_PREFIXES = (
-    re.compile(rb'\n\{"ts":([0-9]+\.?[0-9]*),"uid":"[^"\\\n]*",' + _TUPLE),
-    re.compile(rb'\n\{"ts":([0-9]+\.?[0-9]*),(?:"[a-z_]+":"[^"\\\n]*",){0,2}' + _TUPLE),
+# One whole line each (captured without its closing `}` and newline): ts, uid, the tuple (conn,
+# dns, http, ssl, weird...), or ts, up to two string fields (files: fuid, uid), the tuple.
+JSON_LINES = (
+    re.compile(rb'(\{"ts":([0-9]+\.?[0-9]*),"uid":"[^"\\\n]*",' + _TUPLE + rb"(?:,[^\n]*)?)\}\n"),
+    re.compile(
+        rb'(\{"ts":([0-9]+\.?[0-9]*),(?:"[a-z_]+":"[^"\\\n]*",){0,2}' + _TUPLE + rb"(?:,[^\n]*)?)\}\n"
+    ),
 )
 UNKNOWN = b'_k8s.kind":"unknown"'
 CACHE_MAX = 200_000
@@ -53,15 +51,17 @@ def clean_text(data: bytes) -> bool:
     return True
 
 
-def json_matches(data: bytes, nlines: int) -> list[tuple[bytes, bytes, bytes]] | None:
-    """(ts, orig, resp) of every line of a JSON chunk, or None unless each line is one such record."""
+def json_matches(data: bytes, nlines: int) -> list[tuple[bytes, bytes, bytes, bytes]] | None:
+    """(body, ts, orig, resp) of each line of a JSON chunk, or None unless every line can be such a record.
+
+    The caller checks that the bodies tile the chunk (no line skipped or matched from its middle);
+    a `{` count equal to the line count rules out glued records."""
     if not data.endswith(b"}\n") or not clean_text(data):
         return None
     if data.count(b"{") != nlines and data.count(b'{"ts":') != nlines:  # `{` in strings, or glued records
         return None
-    framed = b"\n" + data
-    for pattern in JSON_PREFIXES:
-        matches = pattern.findall(framed)
+    for pattern in JSON_LINES:
+        matches = pattern.findall(data)
         if len(matches) == nlines:
             return matches
     return None
@@ -91,9 +91,11 @@ class Fragments:
         self, ips: tuple[bytes, ...], first: float, last: float, lookup: Callable[[bytes, float], Match]
     ) -> list[bytes] | None:
         """Each address's fragment, when every one holds from `first` to `last` independent of the port."""
-        got = list(map(self.fragments.get, ips))
-        if self.lo <= first and last < self.hi and None not in got:
-            return got
+        if self.lo <= first and last < self.hi:
+            try:
+                return list(map(self.fragments.__getitem__, ips))
+            except KeyError:
+                pass
         windows = self.windows
         if len(windows) > CACHE_MAX:
             self.clear()
@@ -138,7 +140,11 @@ class FastEnricher:
         return match
 
     def enrich(
-        self, bodies: list[bytes], stamps: tuple[bytes, ...], ohs: tuple[bytes, ...], rhs: tuple[bytes, ...]
+        self,
+        bodies: list[bytes] | tuple[bytes, ...],
+        stamps: tuple[bytes, ...],
+        ohs: tuple[bytes, ...],
+        rhs: tuple[bytes, ...],
     ) -> tuple[bytes, int] | None:
         """Enriched lines and the count of unknown endpoints, or None if an answer changes in the chunk."""
         generation = self.enricher.inventory.generation
@@ -163,11 +169,9 @@ class FastEnricher:
         matches = json_matches(data, nlines)
         if matches is None:
             return None
-        bodies = data.split(b"}\n")  # `}` + newline only ends lines: JSON escapes newlines in strings
-        if len(bodies) != nlines + 1:
+        bodies, stamps, ohs, rhs = zip(*matches)
+        if sum(map(len, bodies)) + 2 * nlines != len(data):  # each match a whole line, `}` + newline cut
             return None
-        bodies.pop()
-        stamps, ohs, rhs = zip(*matches)
         return self.enrich(bodies, stamps, ohs, rhs)
 
     def tsv_chunk(self, plan: TsvPlan, data: bytes, nlines: int) -> tuple[bytes, int] | None:
