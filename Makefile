@@ -13,7 +13,7 @@ APT_PACKAGES := iproute2 rsyslog chromium
 help:
 	@echo "make demo   - run kubezeek end to end on a bundled scenario (no cluster, no Zeek needed)"
 	@echo "make test   - lint, layer check and the full test suite"
-	@echo "make bench  - benchmarks (results go to BENCHMARKS.md by hand)"
+	@echo "make bench  - quick variant of every benchmark (full runs and results: BENCHMARKS.md)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,7 +49,11 @@ test: $(STAMP) apt lint layers
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treating as a failure"; exit 1; fi; exit $$rc
 
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python bench/bench_inventory.py --quick
+	$(BIN)/python bench/bench_enrich.py --quick
+	$(BIN)/python bench/bench_filter.py --quick
+	$(BIN)/python bench/bench_query.py --records 100000 --repeat 1
+	$(BIN)/python bench/bench_sensor.py --pods 50
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
