@@ -100,10 +100,12 @@ class ClusterFeed:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop every watch; wait at most `timeout` seconds in all (the threads are daemons)."""
         for watch in self.watches:
             watch.stop()
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _run(self, watch: ResourceWatch) -> None:
         res = watch.resource

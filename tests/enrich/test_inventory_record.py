@@ -127,7 +127,7 @@ def test_watch_changes_and_a_relist_become_replayable_events(
         wait_for(lambda: out.types("cart-1") == ["ADDED", "DELETED"], what="deletion missed, then found")
         wait_for(lambda: out.types("cache-1") == ["ADDED"], what="creation missed, then found")
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0, proc.stderr.read() if proc.stderr else ""
+        assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
         assert "recorded 4 ADDED, 1 DELETED, 1 MODIFIED to -" in (proc.stderr.read() if proc.stderr else "")
     finally:
         proc.kill()
