@@ -13,8 +13,6 @@ from typing import IO
 
 import click
 
-from enrich.adapters.cluster import INVENTORY_RESOURCES, ClusterFeed, record_cluster
-from enrich.adapters.kubewatch import api_client
 from enrich.cli.base import maps_errors, setup_logging
 from enrich.errors import InventoryError
 
@@ -57,6 +55,10 @@ def record(
     `kubectl get pods,services,nodes,replicasets,jobs -A -w --output-watch-events -o json` writes
     them plus the time each was seen. Uses in-cluster config inside a pod, else the kubeconfig.
     """
+    # Imported here: the kubernetes client costs ~0.4 s to import, which every other verb would pay.
+    from enrich.adapters.cluster import INVENTORY_RESOURCES, ClusterFeed, record_cluster
+    from enrich.adapters.kubewatch import api_client
+
     setup_logging(verbose)
     feed = ClusterFeed(api_client(kubeconfig, context), INVENTORY_RESOURCES)
     with _opened(output) as out:
