@@ -111,7 +111,15 @@ def test_watch_changes_and_a_relist_become_replayable_events(
     api.add("pods", pod("web-1", "10.244.1.11"))
     api.add("pods", pod("cart-1", "10.244.2.21"))
     cmd = [*INVENTORY_CLI, "record", "-o", "-", "--kubeconfig", str(kubeconfig)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Started as a background job is (CI): SIGINT inherited as ignored, so Python's own
+    # KeyboardInterrupt would never come; the command must still stop cleanly on Ctrl-C.
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     try:
         out = Lines(proc)
         wait_for(lambda: len(out.lines) == 2 and api.open_watches == 5, timeout=30, what="initial lists")
