@@ -43,10 +43,3 @@ def scenario_paths(name: str) -> dict[str, Path]:
         "json_logs": PCAPS / f"{name}.zeek" / "json",
         "tsv_logs": PCAPS / f"{name}.zeek" / "tsv",
     }
-
-
-def is_root() -> bool:
-    return os.geteuid() == 0
-
-
-needs_root = pytest.mark.skipif(not is_root(), reason="needs root: builds network namespaces and tc filters")
