@@ -35,6 +35,7 @@ from enrich.errors import SourceError
 log = logging.getLogger(__name__)
 
 FP_LEN = 1024  # bytes of a file's start that fingerprint it
+HEADER_MAX = 1 << 16  # bytes of a file's start that can hold its `#` header lines
 _CURRENT = re.compile(r"^[^.]+\.log$")  # `conn.log`: the file Zeek is (or may be) writing
 
 
@@ -507,15 +508,23 @@ class Tailer:
             consumed += len(more)
 
     def header(self, src: Source) -> Iterator[tuple[bytes, int]]:
-        """The `#` header lines at the start of a file (to prime a TSV parser when resuming)."""
-        opener = gzip.open if src.compressed else open
-        pos = 0
-        with opener(src.path, "rb") as fh:  # type: ignore[operator]
-            for lineno, line in enumerate(fh, 1):
-                pos += len(line)
-                if not line.startswith(b"#") or pos > src.read_offset:
-                    break
-                yield line, lineno
+        """The `#` header lines at the start of a file (to prime a TSV parser when resuming).
+
+        Read through the open descriptor when there is one: by name, a rotation in between would
+        give the header of the *next* file, or no file at all."""
+        if src.fd is not None:
+            head = os.pread(src.fd, min(src.read_offset, HEADER_MAX), 0)
+        else:
+            opener = gzip.open if src.compressed else open
+            try:
+                with opener(src.path, "rb") as fh:  # type: ignore[operator]
+                    head = fh.read(min(src.read_offset, HEADER_MAX))
+            except OSError:
+                return  # gone: resumed without a header (a TSV stream then reports its lines)
+        for lineno, line in enumerate(head.splitlines(keepends=True), 1):
+            if not line.startswith(b"#") or not line.endswith(b"\n"):
+                break
+            yield line, lineno
 
     def _close(self, src: Source) -> None:
         if src.fd is not None:

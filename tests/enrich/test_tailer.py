@@ -230,3 +230,30 @@ def test_reused_inode_is_a_new_file_and_the_old_files_gzip_copy_still_resumes(lo
         gz.write(old + lines("old", 100, 2))  # the old file, finished, compressed by the archiver
     os.utime(logdir / "conn.2026-11-22-02-00-00.log.gz", (NOW - 10, NOW - 10))
     assert drain(again) == lines("old", 100, 2).splitlines()
+
+
+def test_resumed_file_header_comes_from_the_file_being_read_even_after_rotation(logdir: Path) -> None:
+    # Real Zeek TSV: resuming mid-file re-reads its `#` header to prime the parser. If Zeek rotates
+    # in between, the header must still be this file's (not the next conn.log's, nor an error).
+    tsv = (Path(__file__).parent.parent.parent / "pcaps" / "shop.zeek" / "tsv" / "conn.log").read_bytes()
+    header = [
+        line for line in tsv.splitlines(keepends=True) if line.startswith(b"#") and b"#close" not in line
+    ]
+    rows = [line for line in tsv.splitlines(keepends=True) if not line.startswith(b"#")]
+    current = logdir / "conn.log"
+    current.write_bytes(b"".join(header + rows[:3]))
+    t = tailer_for(logdir)
+    drain(t)
+    marks = t.marks()
+    t.close()
+    with open(current, "ab") as fh:
+        fh.write(b"".join(rows[3:6]))
+    again = Tailer(TailSettings(log_dir=logdir, settle=0.0), marks)
+    again.scan(NOW)
+    (src,) = again.pending()
+    assert again.read(src, NOW) is not None  # the descriptor is open now
+    os.rename(current, logdir / "conn.2026-11-22-02-00-00.log")
+    current.write_bytes(b"#separator \\x09\n#fields\tother\n#types\tstring\n")
+    assert [line for line, _ in again.header(src)] == header
+    current.unlink()
+    assert [line for line, _ in again.header(src)] == header
