@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Debian packages the real-component tests use (network namespaces + tc, rsyslog, headless Chromium).
-APT_PACKAGES := iproute2 rsyslog chromium
+# Debian packages the real-component tests use (network namespaces + tc, rsyslog, headless Chromium,
+# nft for the sensor's ClusterIP (DNAT) tests).
+APT_PACKAGES := iproute2 rsyslog chromium nftables
 
 .PHONY: demo test lint layers venv apt bench clean help
 

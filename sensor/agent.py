@@ -7,12 +7,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from sensor.adapters.bpf import CtFilter
 from sensor.adapters.handoff import Ledger
 from sensor.adapters.metrics import SensorMetrics
 from sensor.adapters.netlink import HostInterface, Link, NetlinkHost
-from sensor.core.plan import ActualState, MirrorTarget, Plan, plan, teardown
+from sensor.core.plan import Action, ActualState, MirrorTarget, Plan, plan, teardown
 from sensor.core.selection import Decision, PodView, select
 from sensor.errors import InterfaceNotFoundError, NetlinkError
 from sensor.settings import SensorSettings
@@ -65,7 +66,11 @@ class Report:
 
 
 class Agent:
-    """Holds the interface cache and the ledger between reconciles; created by the CLI."""
+    """Holds the interface cache and the ledger between reconciles; created by the CLI.
+
+    `ct` is the loaded conntrack filter (None when the kernel cannot run it); `ct_planned` makes a dry
+    run plan for one that would be loaded.
+    """
 
     def __init__(
         self,
@@ -74,12 +79,16 @@ class Agent:
         ledger: Ledger,
         metrics: SensorMetrics | None = None,
         clock: Callable[[], float] = time.time,
+        ct: CtFilter | None = None,
+        ct_planned: bool = False,
     ) -> None:
         self.settings = settings
         self.host = host
         self.ledger = ledger
         self.metrics = metrics
         self.clock = clock
+        self.ct = ct
+        self.ct_planned = ct_planned
         self._cache: dict[str, HostInterface] = {}
         self._last_failures: dict[str, str] = {}
         self._last_mirrored: set[str] = set()
@@ -138,7 +147,10 @@ class Agent:
         targets = self._targets(decisions, capture, failures, ifaces)
         owned = self.ledger.load()
         actual = self.host.read_actual(owned)
-        the_plan = plan(targets, actual, capture)
+        if self.ct is not None:
+            actual = replace(actual, ct_keys=self.ct.keys())
+        ct_prog = self.ct.prog_id if self.ct is not None else (0 if self.ct_planned else None)
+        the_plan = plan(targets, actual, capture, ct_prog)
         if the_plan.overflow:
             log.error("too many pod CIDRs for the tc priority range; not skipped: %s", the_plan.overflow)
         applied = 0 if dry_run else self._apply(the_plan, actual, owned, targets, failures)
@@ -156,14 +168,19 @@ class Agent:
         broken: set[int] = set()
         applied = 0
         before = set(owned)
+        prog_fd = self.ct.prog_fd if self.ct is not None else None
         for action in the_plan.actions:
             if action.ifindex in broken:
                 continue
             try:
-                self.host.apply(action, names)
+                if action.ip is not None:
+                    self._apply_key(action)
+                else:
+                    self.host.apply(action, names, prog_fd)
             except NetlinkError as exc:
                 log.warning("%s", exc)
-                broken.add(action.ifindex)
+                if action.ip is None:  # a refused map key only costs that address its deduplication
+                    broken.add(action.ifindex)
                 if self.metrics:
                     self.metrics.action_errors.inc()
                 continue
@@ -182,6 +199,15 @@ class Agent:
             if t.ifindex in broken:
                 failures[t.pod_key] = "tc-failed"
         return applied
+
+    def _apply_key(self, action: Action) -> None:
+        """Add or remove one address in the conntrack filter's map; refusals become NetlinkError."""
+        if self.ct is None or action.ip is None:
+            raise NetlinkError(f"{action.op} {action.ip}: no conntrack filter loaded")
+        try:
+            (self.ct.add if action.op == "add-ct-key" else self.ct.remove)(action.ip)
+        except OSError as exc:
+            raise NetlinkError(f"{action.op} {action.ip}: {exc.strerror or exc}") from exc
 
     def _after(self, report: Report) -> None:
         mirrored = {t.pod_key for t in report.targets if t.pod_key not in report.failures}

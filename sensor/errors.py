@@ -7,7 +7,8 @@
         ├── SelectorError              a label selector that does not parse (names the text)
         ├── NetlinkError               a netlink/tc operation the kernel refused (names the operation)
         │   └── CaptureInterfaceError  the capture interface cannot be created or is not ours
-        └── InterfaceNotFoundError     one pod's host-side interface cannot be found (per pod; others go on)
+        ├── InterfaceNotFoundError     one pod's host-side interface cannot be found (per pod; others go on)
+        └── CtFilterUnavailable        the conntrack filter cannot be loaded (logged; mirroring goes on)
 
 The CLI maps each to one line `TypeName: message` and exit 1.
 """
@@ -19,6 +20,7 @@ from enrich.errors import ConfigError, KubezeekError
 __all__ = [
     "CaptureInterfaceError",
     "ConfigError",
+    "CtFilterUnavailable",
     "InterfaceNotFoundError",
     "NetlinkError",
     "SelectorError",
@@ -44,6 +46,14 @@ class CaptureInterfaceError(NetlinkError):
 
 class InterfaceNotFoundError(SensorError):
     """A pod's host-side interface cannot be found (unsupported CNI, or pod network not ready)."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class CtFilterUnavailable(SensorError):
+    """The conntrack filter (eBPF) cannot run on this kernel; `reason` is the metric label."""
 
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)

@@ -12,11 +12,13 @@ from pathlib import Path
 
 from enrich.adapters.kubewatch import api_client
 from enrich.errors import KubezeekError
+from sensor.adapters import bpf
 from sensor.adapters.handoff import Ledger, write_handoff
 from sensor.adapters.metrics import MetricsServer, SensorMetrics
 from sensor.adapters.netlink import NetlinkHost
 from sensor.adapters.podwatch import NodePodWatch
 from sensor.agent import Agent, run_loop
+from sensor.errors import CtFilterUnavailable
 from sensor.settings import SensorSettings
 
 log = logging.getLogger(__name__)
@@ -97,8 +99,9 @@ def run_sensor(
         signal.signal(sig, on_signal)
     metrics = SensorMetrics()
     ledger = Ledger(settings.state_file)
+    ct, planned = _conntrack_filter(settings, metrics, dry_run=dry_run)
     with NetlinkHost(settings.capture, settings.netns_dirs) as host:
-        agent = Agent(settings, host, ledger, metrics)
+        agent = Agent(settings, host, ledger, metrics, ct=ct, ct_planned=planned)
         watch = NodePodWatch(api_client(settings.kubeconfig), settings.node_name, wake.set)
         server = None
         if settings.metrics_address and not dry_run:
@@ -118,7 +121,40 @@ def run_sensor(
                 for line in agent.teardown():
                     log.info("cleanup: %s", line)
                 _remove_handoff(settings)
+            if ct is not None:
+                ct.close()  # with our filters gone, this frees the program and its map
     return report.describe() if (dry_run and report is not None) else []
+
+
+def _conntrack_filter(
+    settings: SensorSettings, metrics: SensorMetrics, *, dry_run: bool
+) -> tuple[bpf.CtFilter | None, bool]:
+    """Load the conntrack filter (a dry run only checks that it could be); log once why it cannot.
+
+    Returns the loaded filter (or None) and whether a dry run should plan for one.
+    """
+    if settings.capture.conntrack_filter == "disabled":
+        log.info("conntrack filter off (capture.conntrack_filter): %s", CT_LIMIT)
+        metrics.ct_state("disabled")
+        return None, False
+    try:
+        if dry_run:
+            bpf.probe()
+            return None, True
+        ct = bpf.CtFilter.load()
+    except CtFilterUnavailable as exc:
+        log.warning("conntrack filter unavailable (%s): %s; %s", exc.reason, exc, CT_LIMIT)
+        metrics.ct_state(exc.reason)
+        return None, False
+    log.info("conntrack filter loaded (program id %d)", ct.prog_id)
+    metrics.ct_state("active")
+    return ct, False
+
+
+CT_LIMIT = (
+    "replies between two mirrored pods of this node through a service (DNAT) are copied twice"
+    " (docs/sensor.md, Exactly once)"
+)
 
 
 def _remove_handoff(settings: SensorSettings) -> None:

@@ -20,6 +20,7 @@ from sensor.core.selection import HOST_NETWORK_POLICIES, MODES, SelectionPolicy,
 from sensor.errors import SelectorError
 
 ENV_PREFIX = "KUBEZEEK_SENSOR_"
+CONNTRACK_FILTER_MODES = ("auto", "disabled")
 
 # dotted key -> (type, default). Types: str, int, float, list (of str), optional-str ("str?").
 SCHEMA: dict[str, tuple[str, Any]] = {
@@ -34,6 +35,7 @@ SCHEMA: dict[str, tuple[str, Any]] = {
     "capture.peer": ("str", ""),
     "capture.mtu": ("int", 65535),
     "capture.snaplen": ("int", 65535),
+    "capture.conntrack_filter": ("str", "auto"),
     "handoff.directory": ("str", "/var/run/kubezeek"),
     "handoff.pod_cidrs": ("list", []),
     "handoff.service_cidrs": ("list", []),
@@ -46,12 +48,14 @@ SCHEMA: dict[str, tuple[str, Any]] = {
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CaptureSettings:
-    """The mirror device: `interface` (Zeek sniffs it), its veth `peer`, MTU and Zeek snaplen (bytes)."""
+    """The mirror device: `interface` (Zeek sniffs it), its veth `peer`, MTU and Zeek snaplen (bytes);
+    `conntrack_filter`: `auto` (load the eBPF conntrack filter where the kernel can) or `disabled`."""
 
     interface: str
     peer: str
     mtu: int
     snaplen: int
+    conntrack_filter: str = "auto"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -210,6 +214,9 @@ def load_settings(
             peer=_ifname("capture.peer", v["capture.peer"] or f"{interface}p"),
             mtu=min(v["capture.mtu"], 65535),
             snaplen=v["capture.snaplen"],
+            conntrack_filter=_choice(
+                "capture.conntrack_filter", v["capture.conntrack_filter"], CONNTRACK_FILTER_MODES
+            ),
         ),
         handoff=HandoffSettings(
             directory=handoff_dir,

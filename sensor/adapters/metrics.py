@@ -42,7 +42,17 @@ class SensorMetrics:
             "kubezeek_sensor_last_reconcile_timestamp_seconds", "When the last reconcile ended", registry=r
         )
         self.actions = Counter("kubezeek_sensor_actions", "tc/netlink actions applied", ["op"], registry=r)
+        self.ct_filter = Gauge(
+            "kubezeek_sensor_ct_filter",
+            "The conntrack filter: 1 for its state (active, or why it is not loaded)",
+            ["state"],
+            registry=r,
+        )
         self._reasons: set[str] = set()
+
+    def ct_state(self, state: str) -> None:
+        """Set the conntrack filter's state (`active`, `disabled`, or the reason it is unavailable)."""
+        self.ct_filter.labels(state=state).set(1)
 
     def observe(
         self, counts: Mapping[str, int], failures: Mapping[str, int], seconds: float, ts: float

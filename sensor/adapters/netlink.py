@@ -28,6 +28,7 @@ from pyroute2.netlink.exceptions import NetlinkError as PyNetlinkError
 from sensor.adapters import rtdump
 from sensor.core.plan import (
     CLASSID,
+    CT,
     EGRESS,
     INGRESS,
     MIRROR,
@@ -41,6 +42,7 @@ from sensor.settings import CaptureSettings
 log = logging.getLogger(__name__)
 
 CAPTURE_ALIAS = "kubezeek-sensor capture"  # ifalias marking kz0 as ours
+CT_FILTER_NAME = "kubezeek_ct"  # cls_bpf name of the conntrack filter (shown by `tc filter show`)
 PARENTS = {INGRESS: 0xFFFFFFF2, EGRESS: 0xFFFFFFF3}  # clsact ingress / egress
 AF_BRIDGE = 7
 RESCAN_SECONDS = 30.0
@@ -329,21 +331,33 @@ class NetlinkHost:
             names={i: link.name for i, link in links.items()},
         )
 
-    def apply(self, action: Action, names: dict[int, str]) -> None:
-        """Carry out one planned action; NetlinkError names it."""
+    def apply(self, action: Action, names: dict[int, str], prog_fd: int | None = None) -> None:
+        """Carry out one planned action; NetlinkError names it. `prog_fd`: the conntrack filter's
+        program, for adding a conntrack filter."""
         what = action.describe(names)
         ipr = self.ipr
         if action.op == "add-clsact":
             self._call(what, ipr.tc, "add", "clsact", index=action.ifindex)
         elif action.op == "del-clsact":
             self._call(what, ipr.tc, "del", "clsact", index=action.ifindex)
+        elif action.op == "add-filter" and action.filter is not None and action.filter.kind == CT:
+            if prog_fd is None:
+                raise NetlinkError(f"{what}: no conntrack filter program loaded")
+            f = action.filter
+            self._call(
+                what, ipr.tc, "add-filter", "bpf", index=f.ifindex, parent=PARENTS[f.direction], prio=f.prio,
+                protocol=rtdump.ETH_P_ALL, fd=prog_fd, name=CT_FILTER_NAME, direct_action=True,
+                classid=CLASSID,
+            )  # fmt: skip
         elif action.op == "add-filter" and action.filter is not None:
             self._call(what, ipr.tc, "add-filter", "u32", **_filter_args(action.filter))
         elif action.op == "del-filter" and action.filter is not None:
             f = action.filter
+            kind = "bpf" if f.kind == CT else "u32"
+            extra = {} if f.kind == CT else {"target": CLASSID, "keys": []}
             self._call(
-                what, ipr.tc, "del-filter", "u32", index=f.ifindex, parent=PARENTS[f.direction], prio=f.prio,
-                protocol=0, target=CLASSID, keys=[],
+                what, ipr.tc, "del-filter", kind, index=f.ifindex, parent=PARENTS[f.direction], prio=f.prio,
+                protocol=0, **extra,
             )  # fmt: skip
         else:
             raise NetlinkError(f"unknown action {what}")

@@ -15,7 +15,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sensor.core.plan import CLASSID, MIRROR, PASS, PRIO_FIRST, PRIO_MIRROR, TcFilter
+from sensor.core.plan import CLASSID, CT, MIRROR, PASS, PRIO_FIRST, PRIO_MIRROR, TcFilter
 from sensor.errors import NetlinkError
 
 NETLINK_ROUTE = 0
@@ -149,6 +149,7 @@ def pass_keys(cidr: str) -> tuple[int, list[str]]:
 
 
 TCA_U32_SEL = 5
+TCA_BPF_CLASSID, TCA_BPF_ID = 3, 11
 
 
 def _u32_keys(sel: bytes) -> dict[int, tuple[int, int]] | None:
@@ -192,6 +193,16 @@ def classify(ifindex: int, direction: str, msgs: list[TcMessage]) -> tuple[list[
     foreign: set[int] = set()
     for msg in msgs:
         prio, protocol = msg.info >> 16, socket.ntohs(msg.info & 0xFFFF)
+        if msg.kind == "bpf":
+            if TCA_OPTIONS not in msg.attrs:
+                continue  # the per-priority header message (no handle, no options)
+            options = attrs(msg.attrs[TCA_OPTIONS])
+            if PRIO_FIRST <= prio <= PRIO_MIRROR and u32(options.get(TCA_BPF_CLASSID)) == CLASSID:
+                prog = u32(options.get(TCA_BPF_ID)) or 0
+                ours.append(TcFilter(ifindex=ifindex, direction=direction, prio=prio, kind=CT, target=prog))
+            else:
+                foreign.add(prio)
+            continue
         if msg.kind != "u32":
             foreign.add(prio)
             continue

@@ -7,17 +7,26 @@ The exactly-once scheme. For every mirrored pod's host-side veth:
   u32 match with no action ends classification), then the same catch-all mirror.
 
 A packet between two mirrored pods of this node is therefore copied once, at the sender's veth, and skipped
-at the receiver's; a packet from anywhere else is copied once, at the receiver's veth. Actions are ordered
-so that no intermediate state duplicates packets: pass filters are added first and removed last, mirrors
-are removed before new ones are added. Our filters are marked by a dedicated priority range at the very end
-of the chain and a fixed u32 classid; nothing else on the node is ever touched.
+at the receiver's; a packet from anywhere else is copied once, at the receiver's veth.
+
+One case escapes stateless matching: mirrored pods A and B talking through a service (DNAT in the host). A's
+request is copied as A -> service at A's ingress; B's reply leaves B as B -> A, is un-NATed, and reaches A
+as service -> A, which no pass filter matches. So, where the kernel allows, each ingress also gets a
+conntrack filter (cls_bpf, sensor/core/ctprog.py) before the mirror: it skips the reply of a DNATed
+connection whose original client is in the set of mirrored pods' addresses (a BPF map, the "ct keys"). A's
+view (A -> service, service -> A) is kept, each packet once.
+
+Actions are ordered so that no intermediate state duplicates packets: everything that suppresses copies
+(ct keys, pass filters, conntrack filters) is added first and removed last; mirrors are removed before new
+ones are added. Our filters are marked by a dedicated priority range at the very end of the chain and a
+fixed classid; nothing else on the node is ever touched.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 # Priorities 0xF000..0xFFFE are ours: passes below, the catch-all mirror last. Other tools (CNIs, the
 # kernel's default of 49152 = 0xC000) sit at lower numbers and run before us.
@@ -25,7 +34,7 @@ PRIO_FIRST = 0xF000
 PRIO_MIRROR = 0xFFFE
 CLASSID = 0x4B5A0000  # "KZ": the u32 classid every filter of ours carries
 INGRESS, EGRESS = "ingress", "egress"
-MIRROR, PASS = "mirror", "pass"
+MIRROR, PASS, CT = "mirror", "pass", "ct-skip"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,7 +49,8 @@ class MirrorTarget:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TcFilter:
-    """One of our u32 filters: a catch-all mirror to `target`, or a pass for source `cidr`."""
+    """One of our filters: a u32 catch-all mirror to `target` (an ifindex), a u32 pass for source `cidr`,
+    or the conntrack filter (cls_bpf) running program id `target` (0: not loaded yet, in a dry run)."""
 
     ifindex: int
     direction: str
@@ -51,30 +61,41 @@ class TcFilter:
 
     def describe(self, names: Mapping[int, str]) -> str:
         dev = names.get(self.ifindex, f"if{self.ifindex}")
-        what = f"mirror -> {names.get(self.target or 0, self.target)}" if self.kind == MIRROR else self.cidr
+        if self.kind == MIRROR:
+            what = f"mirror -> {names.get(self.target or 0, self.target)}"
+        elif self.kind == CT:
+            what = f"prog {self.target}" if self.target else "(program to be loaded)"
+        else:
+            what = self.cidr
         return f"{dev} {self.direction} prio {self.prio} {self.kind} {what}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActualState:
-    """What the node has now: clsact qdiscs, the ones we created, our filters, others' filter counts."""
+    """What the node has now: clsact qdiscs, the ones we created, our filters, others' filter counts, the
+    addresses in the conntrack filter's map."""
 
     clsact: frozenset[int] = frozenset()
     owned_clsact: frozenset[int] = frozenset()
     filters: tuple[TcFilter, ...] = ()
     foreign_filters: Mapping[int, int] = field(default_factory=dict)
     names: Mapping[int, str] = field(default_factory=dict)
+    ct_keys: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Action:
-    """One step: `add-clsact`, `add-filter`, `del-filter` or `del-clsact` on device `ifindex`."""
+    """One step: `add-clsact`, `add-filter`, `del-filter` or `del-clsact` on device `ifindex`, or
+    `add-ct-key` / `del-ct-key` of address `ip` in the conntrack filter's map (ifindex 0)."""
 
     op: str
     ifindex: int
     filter: TcFilter | None = None
+    ip: str | None = None
 
     def describe(self, names: Mapping[int, str]) -> str:
+        if self.ip is not None:
+            return f"{self.op} {self.ip}"
         if self.filter is not None:
             return f"{self.op} {self.filter.describe(names)}"
         return f"{self.op} {names.get(self.ifindex, f'if{self.ifindex}')}"
@@ -107,6 +128,25 @@ def _mirrors(target: MirrorTarget, capture: int) -> list[TcFilter]:
     ]
 
 
+def ct_keys(targets: Iterable[MirrorTarget]) -> frozenset[str]:
+    """The mirrored pods' addresses, normalised: what the conntrack filter's map should hold."""
+    return frozenset(str(ipaddress.ip_address(ip)) for t in targets for ip in t.ips)
+
+
+def _ct_filter(target: MirrorTarget, actual: ActualState, prog: int) -> TcFilter | None:
+    """The conntrack filter on one ingress: the one in place if it runs `prog`, else a new one at the lowest
+    priority none of ours holds (so it can be added before an old one goes)."""
+    mine = [f for f in actual.filters if f.ifindex == target.ifindex and f.direction == INGRESS]
+    for f in mine:
+        if f.kind == CT and f.target == prog:
+            return f
+    used = {f.prio for f in mine}
+    prio = next((p for p in range(PRIO_FIRST, PRIO_MIRROR) if p not in used), None)
+    if prio is None:
+        return None
+    return TcFilter(ifindex=target.ifindex, direction=INGRESS, prio=prio, kind=CT, target=prog)
+
+
 def _passes(
     ifindex: int, cidrs: list[str], kept: list[TcFilter], occupied: set[int]
 ) -> tuple[list[TcFilter], list[str]]:
@@ -131,9 +171,10 @@ def _passes(
 
 
 def desired_filters(
-    targets: Iterable[MirrorTarget], actual: ActualState, capture: int
+    targets: Iterable[MirrorTarget], actual: ActualState, capture: int, ct_prog: int | None = None
 ) -> tuple[list[TcFilter], list[str]]:
-    """Every filter that should exist; existing pass filters keep their priority."""
+    """Every filter that should exist; existing pass filters keep their priority. With `ct_prog` (the
+    conntrack filter's program id) each ingress also gets a conntrack filter."""
     targets = list(targets)
     cidrs = pass_cidrs(targets)
     wanted_cidrs = set(cidrs)
@@ -151,14 +192,21 @@ def desired_filters(
         occupied = {f.prio for f in actual.filters if f.ifindex == target.ifindex and f.direction == EGRESS}
         passes, over = _passes(target.ifindex, cidrs, kept, occupied)
         desired.extend(passes)
+        ct = _ct_filter(target, actual, ct_prog) if ct_prog is not None else None
+        desired.extend([ct] if ct is not None else [])
         desired.extend(_mirrors(target, capture))
         overflow.extend(over)
     return desired, sorted(set(overflow))
 
 
-def plan(targets: Iterable[MirrorTarget], actual: ActualState, capture: int) -> Plan:
-    """Actions that make the node's filters equal the desired ones, in an order that never duplicates."""
-    desired, overflow = desired_filters(targets, actual, capture)
+def plan(
+    targets: Iterable[MirrorTarget], actual: ActualState, capture: int, ct_prog: int | None = None
+) -> Plan:
+    """Actions that make the node's filters (and the conntrack filter's map, when `ct_prog` is given)
+    equal the desired ones, in an order that never duplicates."""
+    targets = list(targets)
+    desired, overflow = desired_filters(targets, actual, capture, ct_prog)
+    keys = ct_keys(targets) if ct_prog is not None else frozenset()
     want, have = set(desired), set(actual.filters)
     adds, dels = [f for f in desired if f not in have], [f for f in actual.filters if f not in want]
     devices = {f.ifindex for f in desired}
@@ -175,12 +223,19 @@ def plan(targets: Iterable[MirrorTarget], actual: ActualState, capture: int) -> 
         chosen = [f for f in adds if f.kind == kind and (direction is None or f.direction == direction)]
         return [Action(op="add-filter", ifindex=f.ifindex, filter=f) for f in chosen]
 
+    def key_ops(op: str, ips: frozenset[str]) -> list[Action]:
+        return [Action(op=op, ifindex=0, ip=ip) for ip in sorted(ips, key=ipaddress.ip_address)]
+
+    # What suppresses copies (ct keys, passes, conntrack filters) first; then mirrors out, mirrors in;
+    # then the suppressors that are no longer needed.
     actions = [Action(op="del-filter", ifindex=f.ifindex, filter=f) for f in clashing]
     actions += [Action(op="add-clsact", ifindex=i) for i in sorted(devices - actual.clsact)]
-    actions += adds_of(PASS)
+    actions += key_ops("add-ct-key", keys - actual.ct_keys)
+    actions += adds_of(PASS) + adds_of(CT)
     actions += dels_of(MIRROR, INGRESS) + dels_of(MIRROR, EGRESS)
     actions += adds_of(MIRROR, EGRESS) + adds_of(MIRROR, INGRESS)
-    actions += dels_of(PASS)
+    actions += dels_of(PASS) + dels_of(CT)
+    actions += key_ops("del-ct-key", actual.ct_keys - keys)
     # Give back the clsact qdiscs we created on devices we no longer mirror, if nobody else uses them.
     ours_after = {f.ifindex for f in desired}
     for ifindex in sorted(actual.owned_clsact & actual.clsact):
@@ -190,5 +245,6 @@ def plan(targets: Iterable[MirrorTarget], actual: ActualState, capture: int) -> 
 
 
 def teardown(actual: ActualState) -> Plan:
-    """Remove everything of ours: the plan for no targets at all."""
-    return plan([], actual, capture=0)
+    """Remove every filter and qdisc of ours: the plan for no targets at all. The conntrack filter's map
+    is left alone: it goes with the last filter and file descriptor referring to it."""
+    return plan([], replace(actual, ct_keys=frozenset()), capture=0)

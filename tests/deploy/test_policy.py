@@ -32,7 +32,7 @@ READ_RESOURCES = {
 # The only capabilities each container may add, each documented in docs/install.md.
 CAPABILITIES = {
     "prepare-dirs": {"CHOWN"},
-    "sensor": {"NET_ADMIN", "SYS_ADMIN"},
+    "sensor": {"NET_ADMIN", "SYS_ADMIN", "BPF", "PERFMON"},
     "zeek": {"NET_RAW", "NET_ADMIN"},
     "enricher": set(),
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sensor.podnet import NetPod, PodNet
+from tests.sensor.podnet import NetPod, PodNet, ServiceNat
 from tests.support.fakeapi import FakeApiServer, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +46,9 @@ def free_port() -> int:
 class SensorProcess:
     """The real `kubezeek-sensor run` against the fake API; `metric(name)` reads its /metrics."""
 
-    def __init__(self, tmp: Path, api: FakeApiServer, net: PodNet, selection: str = "{}") -> None:
+    def __init__(
+        self, tmp: Path, api: FakeApiServer, net: PodNet, selection: str = "{}", conntrack_filter="auto"
+    ) -> None:
         self.tmp = tmp
         self.port = free_port()
         self.handoff = tmp / "handoff"
@@ -53,7 +56,7 @@ class SensorProcess:
         self.config = tmp / "sensor.yaml"
         self.config.write_text(
             f"kubeconfig: {tmp / 'kubeconfig'}\n"
-            f"capture: {{interface: {net.capture}}}\n"
+            f"capture: {{interface: {net.capture}, conntrack_filter: {conntrack_filter}}}\n"
             f"handoff: {{directory: {self.handoff}, pod_cidrs: [10.0.0.0/8],"
             " service_cidrs: [fd00:10::/108]}\n"
             f"selection: {selection}\n"
@@ -129,6 +132,18 @@ def routed() -> Iterator[PodNet]:
 @pytest.fixture
 def bridged() -> Iterator[PodNet]:
     yield from _podnet("bridged")
+
+
+@pytest.fixture
+def service(routed: PodNet) -> Iterator[ServiceNat]:
+    """A ClusterIP (nftables DNAT) on the routed node; its table is deleted even when the test fails."""
+    if shutil.which("nft") is None:
+        pytest.skip("needs the nft binary (Debian package nftables; `make test` installs it as root)")
+    nat = ServiceNat(routed)
+    try:
+        yield nat
+    finally:
+        nat.close()
 
 
 @pytest.fixture

@@ -140,6 +140,36 @@ class PodNet:
                 ip("link", "del", name, check=False)
 
 
+@dataclass
+class ServiceNat:
+    """A ClusterIP as kube-proxy makes one: DNAT in the node's prerouting, in an nftables table of its own
+    (`ip kz<token>svc`) whose rules match only the service address, inside the test's random subnet."""
+
+    net: PodNet
+    rules: list[str] = field(default_factory=list)
+
+    @property
+    def table(self) -> str:
+        return f"kz{self.net.token}svc"
+
+    @property
+    def ip(self) -> str:
+        return f"10.{self.net.subnet}.200.1"
+
+    def add(self, proto: str, port: int, backend: NetPod, backend_port: int) -> None:
+        self.rules.append(f"ip daddr {self.ip} {proto} dport {port} dnat to {backend.ip}:{backend_port}")
+        body = "\n".join(self.rules)
+        script = (
+            f"table ip {self.table} {{}}\ndelete table ip {self.table}\n"
+            f"table ip {self.table} {{\n chain prerouting {{\n"
+            f"  type nat hook prerouting priority dstnat; policy accept;\n{body}\n }}\n}}\n"
+        )
+        subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True, capture_output=True)
+
+    def close(self) -> None:
+        subprocess.run(["nft", "delete", "table", "ip", self.table], capture_output=True, check=False)
+
+
 def host_snapshot(token: str) -> dict[str, str]:
     """What the host looks like around our pods: links, qdiscs and filters of every kz<token>* device."""
     names = sorted(n for n in os.listdir("/sys/class/net") if n.startswith(f"kz{token}"))

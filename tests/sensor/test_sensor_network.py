@@ -7,10 +7,13 @@ import re
 import signal
 import subprocess
 import urllib.request
+from collections import Counter
+
+from scapy.all import IP, UDP, Raw
 
 from tests.sensor.capture import Capture, icmp_echoes, payloads, tcp_segments
 from tests.sensor.conftest import SENSOR, SensorProcess, pod_object
-from tests.sensor.podnet import NetPod, host_snapshot
+from tests.sensor.podnet import NetPod, ServiceNat, host_snapshot
 from tests.support.fakeapi import wait_for
 
 OURS = "pref 6"  # our priorities are 61440..65534: "pref 6xxxx" in tc's output
@@ -117,7 +120,7 @@ def test_routed_pods_mirrored_exactly_once_and_churn_followed(routed, api, senso
 
     # Drift: someone removes our ingress mirror; the reconcile loop puts it back.
     subprocess.run(["tc", "filter", "del", "dev", c.host_if, "ingress", "prio", "65534"], check=True)
-    assert OURS not in tc_filters(c.host_if, "ingress")
+    assert "mirred" not in tc_filters(c.host_if, "ingress")
     wait_for(lambda: "mirred" in tc_filters(c.host_if, "ingress"), 10, "ingress mirror repaired")
 
     assert sensor.stop(signal.SIGTERM) == 0
@@ -195,3 +198,124 @@ def test_bad_config_exits_1_naming_the_key(tmp_path):
     )
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1].startswith("ConfigError: selection.label_selector:")
+
+
+def segments_of(packets, *ports: int) -> Counter:
+    """Every TCP segment touching one of `ports`, keyed so that a duplicate copy collides."""
+    out: Counter = Counter()
+    for port in ports:
+        out.update(tcp_segments(packets, port))
+    return out
+
+
+def udp_copies(packets, mark: str) -> Counter:
+    """(src, sport, dst, dport, payload) of every captured datagram whose payload carries `mark`."""
+    return Counter(
+        (p[IP].src, p[UDP].sport, p[IP].dst, p[UDP].dport, bytes(p[Raw].load).decode(errors="replace"))
+        for p in packets
+        if UDP in p and Raw in p and mark.encode() in bytes(p[Raw].load)
+    )
+
+
+def through_service(cap: Capture, a: NetPod, b: NetPod, service: ServiceNat, tag: str) -> dict:
+    """TCP (80 -> b:8090) and UDP (5301 -> b:9999, echoed) from a to b through the service address; what
+    was captured of them (UDP not on 53: scapy would parse it as DNS)."""
+    server = b.spawn("tcp-serve", "8090")
+    assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+    a.run("tcp", service.ip, "80", f"{tag}tcp")
+    server.wait(10)
+    echo = b.spawn("udp-serve", "9999", "3")
+    assert echo.stdout is not None and echo.stdout.readline().strip() == "ready"
+    a.run("udp-ask", service.ip, "5301", f"{tag}udp", "3")
+    echo.wait(10)
+    packets = cap.sync(a, b.ip)
+    tcp = Counter({k: n for k, n in segments_of(packets, 80, 8090).items() if a.ip in k[:2]})  # this client's
+    return {"tcp": tcp, "udp": udp_copies(packets, f"{tag}udp")}
+
+
+def test_pods_talking_through_a_cluster_ip_are_copied_once_as_the_client_sees_them(
+    routed, service, api, sensors, tmp_path
+):
+    a, b, c = routed.add_many(["a", "b", "c"])
+    for pod in (a, b, c):
+        api.add("pods", pod_object(pod, labels={"app": "web" if pod is not c else "db"}))
+    service.add("tcp", 80, b, 8090)
+    service.add("udp", 5301, b, 9999)
+    before = host_snapshot(routed.token)
+    sensor = SensorProcess(tmp_path, api, routed, selection="{label_selector: 'app=web'}")
+    sensors.append(sensor.start())
+    sensor.wait_mirrored(2)
+    assert sensor.metric("kubezeek_sensor_ct_filter", state="active") == 1
+    assert "kubezeek_ct" in tc_filters(a.host_if, "ingress")
+
+    with Capture(routed.capture) as cap:
+        seen = through_service(cap, a, b, service, "svc")
+        direct = exchange(cap, a, b, "ab", 8081, 301)  # the same pair, no service: still once each way
+        echo = b.spawn("udp-serve", "9998", "3")
+        assert echo.stdout is not None and echo.stdout.readline().strip() == "ready"
+        a.run("udp-ask", b.ip, "9998", "abecho", "3")
+        echo.wait(10)
+        # c is not mirrored: through the service, b's view (c -> b, b -> c) is what is copied, once.
+        c_seen = through_service(cap, c, b, service, "csvc")
+        packets = cap.sync(a, b.ip)
+
+    # A's view of the service connection, every segment once: a -> service and service -> a only.
+    tcp = seen["tcp"]
+    assert tcp and set(tcp.values()) == {1}, tcp
+    assert {(src, dst, sport, dport) for src, dst, sport, dport, *_ in tcp} == {
+        (a.ip, service.ip, next(k[2] for k in tcp if k[0] == a.ip), 80),
+        (service.ip, a.ip, 80, next(k[2] for k in tcp if k[0] == a.ip)),
+    }, tcp
+    assert sum("S" in key[6] for key in tcp) == 2  # SYN and SYN-ACK, once each
+    assert any(key[0] == service.ip and key[7] == len("echo:svctcp") for key in tcp)  # the reply's data
+    udp = seen["udp"]
+    assert set(udp.values()) == {1}, udp
+    assert sorted(payload for *_, payload in udp) == sorted(
+        [f"svcudp-{i}" for i in range(3)] + [f"echo:svcudp-{i}" for i in range(3)]
+    )
+    for src, sport, dst, dport, payload in udp:
+        if payload.startswith("echo:"):
+            assert (src, sport, dst) == (service.ip, 5301, a.ip), udp
+        else:
+            assert (src, dst, dport) == (a.ip, service.ip, 5301), udp
+
+    # Direct a <-> b on the same pair: exactly once both ways, the replies with b's own address.
+    assert_exactly_once({**direct, "tag": "ab"})
+    direct_udp = udp_copies(packets, "abecho")
+    assert set(direct_udp.values()) == {1} and len(direct_udp) == 6, direct_udp
+    assert {(src, dst) for src, _, dst, _, payload in direct_udp if payload.startswith("echo:")} == {
+        (b.ip, a.ip)
+    }
+
+    # An unmirrored client: the server side is all there is to copy, each packet once, with b's address.
+    c_tcp = c_seen["tcp"]
+    assert c_tcp and set(c_tcp.values()) == {1}, c_tcp
+    assert {(k[0], k[1]) for k in c_tcp} == {(c.ip, b.ip), (b.ip, c.ip)}, c_tcp
+    assert set(c_seen["udp"].values()) == {1} and len(c_seen["udp"]) == 6, c_seen["udp"]
+
+    assert sensor.stop(signal.SIGTERM) == 0
+    assert host_snapshot(routed.token) == before, sensor.stderr[-3000:]
+
+
+def test_without_the_conntrack_filter_a_cluster_ip_reply_is_copied_twice(
+    routed, service, api, sensors, tmp_path
+):
+    """The documented limit when the filter is off (or the kernel cannot run it): both views of the reply."""
+    a, b = routed.add_many(["a", "b"])
+    for pod in (a, b):
+        api.add("pods", pod_object(pod))
+    service.add("udp", 5301, b, 9999)
+    sensor = SensorProcess(tmp_path, api, routed, conntrack_filter="disabled")
+    sensors.append(sensor.start())
+    sensor.wait_mirrored(2)
+    assert sensor.metric("kubezeek_sensor_ct_filter", state="disabled") == 1
+    assert "bpf" not in tc_filters(a.host_if, "ingress")
+    with Capture(routed.capture) as cap:
+        echo = b.spawn("udp-serve", "9999", "1")
+        assert echo.stdout is not None and echo.stdout.readline().strip() == "ready"
+        a.run("udp-ask", service.ip, "5301", "offudp", "1")
+        echo.wait(10)
+        packets = cap.sync(a, b.ip)
+    replies = {(src, dst) for src, _, dst, _, payload in udp_copies(packets, "offudp") if "echo:" in payload}
+    assert replies == {(b.ip, a.ip), (service.ip, a.ip)}
+    assert sensor.stop(signal.SIGTERM) == 0

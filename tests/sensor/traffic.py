@@ -23,6 +23,29 @@ def udp(dst: str, port: str, mark: str, count: str) -> None:
         sock.sendto(f"{mark}-{i}".encode(), (dst, int(port)))
 
 
+def udp_serve(port: str, count: str) -> None:
+    """Answer `count` datagrams with "echo:" + payload, then exit."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("0.0.0.0", int(port)))
+    sock.settimeout(20)
+    print("ready", flush=True)
+    for _ in range(int(count)):
+        data, peer = sock.recvfrom(65536)
+        sock.sendto(b"echo:" + data, peer)
+
+
+def udp_ask(dst: str, port: str, mark: str, count: str) -> None:
+    """Send `count` datagrams from one socket, each waiting for its echo."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(5)
+    for i in range(int(count)):
+        data = f"{mark}-{i}".encode()
+        sock.sendto(data, (dst, int(port)))
+        reply = sock.recv(65536)
+        assert reply == b"echo:" + data, reply
+    print("ok", flush=True)
+
+
 def tcp_serve(port: str) -> None:
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -66,4 +89,5 @@ def ping(dst: str, count: str, ident: str) -> None:
 
 
 if __name__ == "__main__":
-    {"udp": udp, "tcp-serve": tcp_serve, "tcp": tcp, "ping": ping}[sys.argv[1]](*sys.argv[2:])
+    commands = {"udp": udp, "udp-serve": udp_serve, "udp-ask": udp_ask, "tcp-serve": tcp_serve, "tcp": tcp}
+    {**commands, "ping": ping}[sys.argv[1]](*sys.argv[2:])
