@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from enrich.adapters.metrics import Metrics, MetricsServer
 from enrich.adapters.output import RotationPolicy
@@ -20,7 +21,9 @@ from enrich.adapters.tailer import TailSettings
 from enrich.core.enrichment import Enricher
 from enrich.core.inventory import Inventory, InventorySettings
 from enrich.pipeline import Engine, EngineSettings, EnrichStats, RecordFilter, Sink
-from enrich.settings import RunSettings
+
+if TYPE_CHECKING:  # the YAML settings are loaded by `kubezeek run` only
+    from enrich.settings import RunSettings
 
 
 @dataclass(slots=True, kw_only=True, eq=False)

@@ -11,12 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from enrich.errors import ConfigError
+
+if TYPE_CHECKING:
+    from http.server import ThreadingHTTPServer
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,8 @@ class MetricsServer:
 
     def start(self) -> None:
         metrics, stale_after = self.metrics, self.stale_after
+
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # only when serving
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:

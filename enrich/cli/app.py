@@ -11,10 +11,26 @@ that each verb family stays small). Exit codes for every command:
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from enrich import __version__
-from enrich.cli import analyst_cmd, enrich_cmd, filter_cmd, inventory_cmd, replay_cmd
+
+# Which module holds each verb: a verb's module (and what it imports: the daemon, pyarrow, the
+# kubernetes client...) is loaded only when that verb runs, so `kubezeek enrich` starts fast.
+VERBS = {
+    "enrich": "enrich_cmd",
+    "run": "enrich_cmd",
+    "inventory": "inventory_cmd",
+    "filter": "filter_cmd",
+    "rules": "filter_cmd",
+    "replay": "replay_cmd",
+    "demo": "replay_cmd",
+    "query": "analyst_cmd",
+    "report": "analyst_cmd",
+    "map": "analyst_cmd",
+}
 
 HELP = """kubezeek: Zeek logs, decorated with what every IP was in your Kubernetes cluster.
 
@@ -32,14 +48,25 @@ Every option can also be set by environment variable KUBEZEEK_<COMMAND>_<OPTION>
 """
 
 
+class LazyGroup(click.Group):
+    """A group whose commands are imported from their module (`VERBS`) when first asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(VERBS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = VERBS.get(cmd_name)
+        if module is None:
+            return None
+        commands = importlib.import_module(f"enrich.cli.{module}").COMMANDS
+        return next(c for c in commands if c.name == cmd_name)
+
+
 @click.group(
-    help=HELP, context_settings={"auto_envvar_prefix": "KUBEZEEK", "help_option_names": ["-h", "--help"]}
+    cls=LazyGroup,
+    help=HELP,
+    context_settings={"auto_envvar_prefix": "KUBEZEEK", "help_option_names": ["-h", "--help"]},
 )
 @click.version_option(__version__, prog_name="kubezeek")
 def main() -> None:
     """kubezeek's entry point."""
-
-
-for _module in (enrich_cmd, inventory_cmd, filter_cmd, replay_cmd, analyst_cmd):
-    for _command in _module.COMMANDS:
-        main.add_command(_command)

@@ -21,7 +21,6 @@ import click
 from enrich.cli.base import is_interactive, maps_errors, setup_logging
 from enrich.daemon import open_inventory, run_daemon
 from enrich.pipeline import EngineSettings, EnrichStats, enrich_directory
-from enrich.settings import describe, load_settings
 
 log = logging.getLogger("kubezeek.enrich")
 PROGRESS_MIN_BYTES = 20 * 1024 * 1024
@@ -135,6 +134,7 @@ def enrich_command(
 def run_command(config: Path | None, check: bool) -> None:
     """The enricher daemon: follow + enrich + filter + export, with checkpoints and metrics, until SIGTERM."""
     from enrich.adapters.sinks import redact
+    from enrich.settings import describe, load_settings  # YAML: only the daemon reads a config
 
     settings = load_settings(config, os.environ)
     if check:

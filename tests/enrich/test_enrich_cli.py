@@ -139,3 +139,16 @@ def test_follow_stops_cleanly_on_sigterm_with_a_final_checkpoint(tmp_path: Path)
     assert proc.wait(20) == 0
     offsets = {m["name"]: m["offset"] for m in orjson.loads(state.read_bytes())["sources"].values()}
     assert offsets == {str(p): p.stat().st_size for p in logs.glob("*.log")}
+
+
+def test_every_verb_is_listed_with_the_module_that_defines_it() -> None:
+    """`kubezeek` imports a verb's module only when it runs: the table must name every command."""
+    import importlib
+
+    from enrich.cli.app import VERBS
+
+    defined = {}
+    for module in set(VERBS.values()):
+        for command in importlib.import_module(f"enrich.cli.{module}").COMMANDS:
+            defined[command.name] = module
+    assert defined == VERBS
