@@ -6,11 +6,12 @@ becomes enriched JSON lines in the log's output file (and, when a filter is conf
 incident records for the sinks); every `commit_interval` the outputs are flushed and fsynced
 and only then the checkpoint recording how far each source was read is replaced.
 
-Fast path: for JSON logs whose address fields are the connection tuple, one regular
-expression over the whole chunk finds each line's `ts` and addresses without decoding the
-JSON; the enrichment (cached per endpoint and time span by the Enricher) is appended to the
-raw line's bytes. A chunk whose line count, framing or encoding does not check out is
-re-done line by line with the full parser, which sends malformed lines to the quarantine.
+Fast path (`enrich/fastpath.py`, `enrich/fasttsv.py`): for logs whose address fields are the
+connection tuple, a whole chunk is enriched at once — JSON lines decoded by msgspec into just
+`ts` and the addresses, the raw lines kept and the enrichment appended as bytes; TSV rows made
+JSON column by column in pyarrow. A chunk whose line count, framing, types or encoding does not
+check out is re-done line by line with the full parser, which sends malformed lines to the
+quarantine.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -36,7 +37,10 @@ from enrich.core.zeeklog import LineError, LogReader, log_path_from_filename
 from enrich.core.zeekschema import CONN_TUPLE
 from enrich.errors import ConfigError, SourceError
 from enrich.fastpath import UNKNOWN as _UNKNOWN
-from enrich.fastpath import FastEnricher, TsvPlan
+from enrich.fastpath import FastEnricher
+
+if TYPE_CHECKING:
+    from enrich.fasttsv import TsvPlan
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,7 @@ class EnrichStats:
     bytes_in: int = 0
     seconds: float = 0.0
     incidents: int = 0
+    fast_lines: int = 0  # lines enriched a whole chunk at a time (enrich/fastpath.py); the rest one by one
 
 
 @dataclass(slots=True)
@@ -139,7 +144,8 @@ class Engine:
         self.before_turn = before_turn
         self._streams: dict[Source, _Stream] = {}  # by source object: a reused inode is a new source
         self._files_seen = 0
-        self._counts = {"lines": 0, "records": 0, "errors": 0, "unresolved": 0, "bytes": 0, "incidents": 0}
+        counters = ("lines", "records", "errors", "unresolved", "bytes", "incidents", "fast")
+        self._counts = dict.fromkeys(counters, 0)
         self._held_total = 0
         self.fast = FastEnricher(enricher)
         self._last_ts: float | None = None
@@ -180,9 +186,11 @@ class Engine:
         elif (
             not stream.held
             and (fast := self._fast(stream, chunk)) is not None
+            and fast[2] == chunk.nlines  # the fast path's own count of lines agrees
             and not (fast[1] and self.settings.follow and self.settings.hold_unknown > 0)
         ):
-            (out, unknown), n = fast, chunk.nlines
+            out, unknown, n = fast
+            self._counts["fast"] += n
         else:
             out, n, unknown = self._slow_chunk(chunk, stream, now)
         self._emit(stream, out, n, unknown, now)
@@ -194,12 +202,12 @@ class Engine:
         if stream.reader.closed:
             self.tailer.finish(src)
 
-    def _fast(self, stream: _Stream, chunk: Chunk) -> tuple[bytes, int] | None:
-        """The chunk enriched without decoding each record, or None (then the full parser does it)."""
+    def _fast(self, stream: _Stream, chunk: Chunk) -> tuple[bytes, int, int] | None:
+        """The chunk enriched without decoding each record (and its unknown endpoints and lines), or None."""
         if stream.fast and chunk.data[:1] == b"{":
-            out = self.fast.json_chunk(chunk.data, chunk.nlines)
+            out = self.fast.json_chunk(chunk.data)
         elif stream.plan is not None:
-            out = self.fast.tsv_chunk(stream.plan, chunk.data, chunk.nlines)
+            out = self.fast.tsv_chunk(stream.plan, chunk.data)
         else:
             return None
         self._last_ts = self.fast.last_ts
@@ -248,6 +256,8 @@ class Engine:
     def _plan(stream: _Stream) -> None:
         reader = stream.reader
         if reader.format == "tsv" and reader.fields and reader.addr_fields == CONN_TUPLE:
+            from enrich.fasttsv import TsvPlan  # pyarrow, imported only when a TSV log is met
+
             stream.plan = TsvPlan.for_reader(reader.fields, reader.types, stream.header)
 
     def _render(self, stream: _Stream, line: bytes, record: dict) -> bytes:
@@ -440,6 +450,7 @@ class Engine:
             bytes_in=c["bytes"],
             seconds=time.monotonic() - started,
             incidents=c["incidents"],
+            fast_lines=c["fast"],
         )
 
 

@@ -1,0 +1,102 @@
+"""The chunk-at-a-time fast paths (JSON via msgspec, TSV via pyarrow) give what the full parser gives,
+take the chunks they should, and leave the rest to the full parser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from enrich.pipeline import enrich_directory
+from tests.conftest import scenario_paths
+from tests.enrich.test_pipeline import enricher_for, expected, k8s, records
+
+
+def _tsv(log: str) -> tuple[list[bytes], list[list[bytes]]]:
+    lines = scenario_paths("compromised")["tsv_logs"].joinpath(f"{log}.log").read_bytes().splitlines()
+    header = [x for x in lines if x.startswith(b"#") and not x.startswith(b"#close")]
+    return header, [x.split(b"\t") for x in lines if not x.startswith(b"#")]
+
+
+def _write(logs: Path, name: str, lines: list[bytes]) -> Path:
+    logs.mkdir(exist_ok=True)
+    path = logs / name
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def test_tsv_fast_path_writes_what_the_full_parser_reads_quotes_sets_vectors_and_unset(
+    tmp_path: Path,
+) -> None:
+    header, rows = _tsv("dns")
+    fields = next(h for h in header if h.startswith(b"#fields")).split(b"\t")[1:]
+    col = {name.decode(): i for i, name in enumerate(fields)}
+    lines = []
+    for i in range(9000):  # several chunks
+        cols = list(rows[i % len(rows)])
+        cols[col["uid"]] = f"D{i}".encode()
+        cols[col["query"]] = [b'we"ird.example', b"-", b"(empty)", b"a.example"][i % 4]  # quote, unset, empty
+        cols[col["answers"]] = [b"1.2.3.4,5.6.7.8", b"(empty)", b"-", b'x"y'][i % 4]  # vector[string]
+        cols[col["TTLs"]] = [b"60.000000,30.000000", b"(empty)", b"-", b"1.5"][i % 4]  # vector[interval]
+        cols[col["rejected"]] = [b"T", b"F", b"-"][i % 3]
+        lines.append(b"\t".join(cols))
+    _write(tmp_path / "logs", "dns.log", [*header, *lines])
+    stats = enrich_directory(tmp_path / "logs", tmp_path / "out", enricher_for("compromised"))
+    got = records(tmp_path / "out" / "dns.log")
+    assert got == expected(tmp_path / "logs" / "dns.log", enricher_for("compromised"))
+    assert stats.fast_lines == 9000 and len(got) == 9000
+    assert got[0]["query"] == 'we"ird.example' and "query" not in got[1] and got[2]["query"] == ""
+    assert (
+        got[0]["answers"] == ["1.2.3.4", "5.6.7.8"]
+        and got[1]["answers"] == []
+        and got[3]["answers"] == ['x"y']
+    )
+    assert got[0]["TTLs"] == [60.0, 30.0] and got[1]["TTLs"] == [] and "TTLs" not in got[2]
+
+
+def test_tsv_chunk_with_an_escape_or_a_bad_number_takes_the_full_parser(tmp_path: Path) -> None:
+    header, rows = _tsv("conn")
+    lines = [
+        b"\t".join([f"{1763634800 + i:.6f}".encode(), f"C{i}".encode(), *rows[i % len(rows)][2:]])
+        for i in range(50)
+    ]
+    lines[10] = lines[10].replace(b"\ttcp\t", b"\tt\\x09p\t")  # a TSV escape
+    _write(tmp_path / "logs", "conn.log", [*header, *lines])
+    stats = enrich_directory(tmp_path / "logs", tmp_path / "out", enricher_for("compromised"))
+    assert stats.fast_lines == 0 and stats.records == 50
+    assert records(tmp_path / "out" / "conn.log") == expected(
+        tmp_path / "logs" / "conn.log", enricher_for("compromised")
+    )
+
+
+def test_json_fast_path_takes_clean_chunks_and_leaves_odd_ones_to_the_full_parser(tmp_path: Path) -> None:
+    good = scenario_paths("shop")["json_logs"].joinpath("conn.log").read_bytes().splitlines()
+    _write(tmp_path / "clean", "conn.log", good)
+    stats = enrich_directory(tmp_path / "clean", tmp_path / "o1", enricher_for("shop"))
+    assert stats.fast_lines == len(good) == stats.records
+    odd = {
+        "blank line": [*good[:3], b"", *good[3:]],
+        "space after a record": [good[0] + b" ", *good[1:]],
+        "uppercase IPv6": [*good, good[0].replace(b'"id.resp_h":"', b'"id.resp_h":"FD00::0001","x":"')],
+        "ts as a string": [*good, good[0].replace(b'{"ts":', b'{"ts":"1" ,"t":', 1)],
+    }
+    for case, lines in odd.items():
+        logs = tmp_path / case.replace(" ", "-")
+        _write(logs, "conn.log", lines)
+        stats = enrich_directory(logs, tmp_path / f"out-{logs.name}", enricher_for("shop"))
+        assert stats.fast_lines == 0, case
+        got = records(tmp_path / f"out-{logs.name}" / "conn.log")
+        want = expected(logs / "conn.log", enricher_for("shop"))
+        assert [k8s(g) for g in got] == [k8s(w) for w in want], case
+
+
+def test_json_fast_path_output_is_the_raw_line_plus_the_full_parsers_fields(tmp_path: Path) -> None:
+    raw = scenario_paths("compromised")["json_logs"].joinpath("conn.log").read_bytes().splitlines()
+    _write(tmp_path / "logs", "conn.log", raw)
+    stats = enrich_directory(tmp_path / "logs", tmp_path / "out", enricher_for("compromised"))
+    out = (tmp_path / "out" / "conn.log").read_bytes().splitlines()
+    assert stats.fast_lines == len(raw) == len(out)
+    want = expected(tmp_path / "logs" / "conn.log", enricher_for("compromised"))
+    for line, enriched, record in zip(raw, out, want):
+        extra = orjson.dumps(k8s(record))
+        assert enriched == line[:-1] + b"," + extra[1:]  # byte for byte: raw line, then the fields in order
