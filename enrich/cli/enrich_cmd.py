@@ -50,6 +50,8 @@ def _summary(stats: EnrichStats) -> str:
     text = (
         f"enriched {stats.records:,} records from {stats.files} files in {stats.seconds:.2f}s ({rate:,.0f}/s)"
     )
+    if stats.lines:
+        text += f"; {100.0 * stats.fast_lines / stats.lines:.0f}% of lines on the fast path"
     if stats.errors:
         text += f"; {stats.errors:,} malformed lines quarantined"
     if stats.incidents:
