@@ -471,13 +471,31 @@ class Tailer:
             src.gz_buffer += more
             return src.gz_buffer
         if src.fd is None:
-            fd = os.open(src.path, os.O_RDONLY)
-            st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != (src.dev, src.ino):
-                os.close(fd)
-                raise FileNotFoundError(src.path)
-            src.fd = fd
+            src.fd = self._reopen(src)
         return os.pread(src.fd, size, src.read_offset)
+
+    @staticmethod
+    def _reopen(src: Source) -> int:
+        """A descriptor on `src` through its last-seen name, if that name still leads to the file.
+
+        Device and inode are not enough: until a descriptor pins it, the inode can be freed and
+        handed to a new file. Between the scan that saw `dns.log` and this first open, Zeek may
+        rotate it, the archiver compress and delete it, and the next `dns.log` get its inode. So
+        the first bytes must match too (identity is device, inode *and* fingerprint); if not, the
+        file is gone, the next scan retires the source and its compressed copy still continues it.
+        """
+        fd = os.open(src.path, os.O_RDONLY)
+        try:
+            st = os.fstat(fd)
+            same = (st.st_dev, st.st_ino) == (src.dev, src.ino)
+            same = same and _fingerprint(os.pread(fd, src.fp_len, 0)) == src.fp_hash
+        except OSError:
+            os.close(fd)
+            raise
+        if not same:
+            os.close(fd)
+            raise FileNotFoundError(src.path)
+        return fd
 
     def _oversized(self, src: Source, data: bytes) -> Chunk | None:
         """A line longer than one read: skip to its end (once written) and report its beginning."""
