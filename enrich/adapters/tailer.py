@@ -244,7 +244,26 @@ class Tailer:
     def scan(self, now: float) -> None:
         """Reconcile the known sources with what is on disk now."""
         self._rewatch()
+        listed = self._list_all()
         seen: set[str] = set()
+        for path, st, archive in listed:
+            if not path.name.endswith(".gz") and (key := self._track(path, st, now, archive)):
+                seen.add(key)
+        # Before compressed files look for their original: a file listed under no name now is not
+        # the current file any more, even if it was at the last scan (rotated, compressed and
+        # deleted in between), so its compressed copy continues it instead of reading it again.
+        self._detach(seen)
+        for path, st, archive in listed:
+            if path.name.endswith(".gz") and (key := self._track(path, st, now, archive)):
+                seen.add(key)
+        self._detach(seen)
+        for key, src in list(self.sources.items()):
+            forgotten = now - src.seen > self.settings.forget_after
+            if not src.attached and src.fd is None and src.gz is None and forgotten:
+                del self.sources[key]
+
+    def _list_all(self) -> list[tuple[Path, os.stat_result, bool]]:
+        """The wanted files as (path, stat, archive?): the log directory's by name, then the archives'."""
         try:
             listing = self._listing(self.settings.log_dir)
             if not self.log_dir_present:
@@ -261,21 +280,16 @@ class Tailer:
             ) from exc
         except NotADirectoryError as exc:
             raise SourceError(f"log directory {self.settings.log_dir} is not a directory") from exc
-        for path, st in sorted(listing, key=lambda item: (item[0].name.endswith(".gz"), item[0].name)):
-            key = self._track(path, st, now, archive=False)
-            if key:
-                seen.add(key)
+        listed = [(path, st, False) for path, st in sorted(listing, key=lambda item: item[0].name)]
         for directory in self.settings.archive_dirs:
             with contextlib.suppress(OSError):
-                for path, st in self._listing(directory):
-                    key = self._track(path, st, now, archive=True)
-                    if key:
-                        seen.add(key)
-        for key, src in list(self.sources.items()):
+                listed += [(path, st, True) for path, st in self._listing(directory)]
+        return listed
+
+    def _detach(self, seen: set[str]) -> None:
+        for key, src in self.sources.items():
             if key not in seen:
                 src.attached = False
-                if src.fd is None and src.gz is None and now - src.seen > self.settings.forget_after:
-                    del self.sources[key]
 
     def _track(self, path: Path, st: os.stat_result, now: float, archive: bool) -> str | None:
         compressed = path.name.endswith(".gz")

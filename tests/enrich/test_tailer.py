@@ -317,3 +317,19 @@ def test_new_file_that_got_the_inode_of_a_listed_unread_file_is_not_read_as_that
     compress(logdir / "dns.2026-11-22-02-02-00.log")
     got += drain(t)
     assert records(got) == records(first.splitlines() + second.splitlines())  # each exactly once
+
+
+def test_gzip_copy_listed_in_the_scan_that_first_misses_its_original_goes_on_where_it_stopped(
+    logdir: Path,
+) -> None:
+    # While the loop is busy for longer than `settle`, Zeek rotates dns.log and the archiver
+    # compresses and deletes it: the next scan finds a settled .gz, and the last name it has for
+    # the original is dns.log (now another file), as if the original were still being written.
+    t = tailer_for(logdir, settle=1.0)
+    current, content = logdir / "dns.log", tsv_file("a", 20)
+    current.write_bytes(content)
+    got = drain(t)
+    os.rename(current, logdir / "dns.2026-11-22-02-01-00.log")
+    compress(logdir / "dns.2026-11-22-02-01-00.log")
+    got += drain(t, NOW + 2) + drain(t, NOW + 4)
+    assert records(got) == records(content.splitlines())
