@@ -254,10 +254,6 @@ class Engine:
 
     def _plan(self, stream: _Stream) -> None:
         reader = stream.reader
-        # Batch runs only for now: with it in --follow, the SIGKILL exactly-once test saw whole
-        # compressed TSV files read twice in about a quarter of runs (not yet explained).
-        if self.settings.follow:
-            return
         if reader.format == "tsv" and reader.fields and reader.addr_fields == CONN_TUPLE:
             from enrich.fasttsv import TsvPlan  # pyarrow, imported only when a TSV log is met
 

@@ -13,7 +13,8 @@ from enrich.adapters.k8sobjects import event_from_raw
 from enrich.adapters.tailer import TailSettings
 from enrich.core.enrichment import Enricher
 from enrich.core.inventory import Inventory
-from enrich.pipeline import Engine, EngineSettings, EnrichStats
+from enrich.pipeline import Engine, EngineSettings, EnrichStats, enrich_directory
+from tests.conftest import scenario_paths
 
 TS = 1_800_000_000.0
 
@@ -199,3 +200,16 @@ def test_live_cluster_pod_created_after_its_first_packet_is_still_named(tmp_path
             thread.join(10)
             handle.close()
     assert got[0]["orig_k8s.kind"] == "pod" and got[0]["orig_k8s.name"] == "fresh"
+
+
+def test_tsv_takes_the_fast_path_when_following_too(tmp_path: Path) -> None:
+    logs, out, batch = tmp_path / "logs", tmp_path / "out", tmp_path / "batch"
+    logs.mkdir()
+    tsv = scenario_paths("compromised")["tsv_logs"].joinpath("dns.log").read_bytes()
+    (logs / "dns.log").write_bytes(tsv)
+    rows = sum(1 for line in tsv.splitlines() if not line.startswith(b"#"))
+    with Running(logs, out, Inventory(), hold=0.0, before_turn=lambda: None) as running:
+        got = wait_lines(out / "dns.log", rows)
+    assert running.stats is not None and running.stats.fast_lines == rows
+    enrich_directory(logs, batch, Enricher(Inventory()))
+    assert got == [orjson.loads(line) for line in (batch / "dns.log").read_bytes().splitlines()]
