@@ -18,13 +18,12 @@ from typing import TYPE_CHECKING
 import msgspec
 import orjson
 
-from enrich.core.enrichment import Enricher, match_fields
+from enrich.core.enrichment import UNKNOWN_MARK, Enricher, match_fields
 from enrich.core.model import Match
 
 if TYPE_CHECKING:
     from enrich.fasttsv import TsvPlan
 
-UNKNOWN = b'_k8s.kind":"unknown"'
 CACHE_MAX = 200_000
 INF, NEG_INF = float("inf"), float("-inf")
 JOINT = b"}\n{"  # between two JSON lines: the enrichment of the first goes before it
@@ -110,7 +109,7 @@ class Fragments:
             fragment = orjson.dumps(match_fields(self.prefix, match))[1:-1]  # as Enricher.endpoint_fragment
             windows[ip] = (match.valid_from, match.valid_to)
             self.fragments[ip] = b"," + fragment + self.tail
-            if UNKNOWN in fragment:
+            if UNKNOWN_MARK in fragment:
                 self.unknown.add(ip)
         self.lo = max((w[0] for w in windows.values()), default=NEG_INF)
         self.hi = min((w[1] for w in windows.values()), default=INF)

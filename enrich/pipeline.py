@@ -32,14 +32,13 @@ from enrich.adapters.checkpoint import Checkpoint, CheckpointStore
 from enrich.adapters.metrics import Metrics
 from enrich.adapters.output import QUARANTINE_NAME, OutputSet, RotationPolicy, StdoutOutput, quarantine_entry
 from enrich.adapters.tailer import Chunk, Source, Tailer, TailSettings
-from enrich.core.enrichment import Enricher
+from enrich.core.enrichment import UNKNOWN_MARK, Enricher
 from enrich.core.zeeklog import LineError, LogReader, log_path_from_filename
 from enrich.core.zeekschema import CONN_TUPLE
 from enrich.errors import ConfigError, SourceError
-from enrich.fastpath import UNKNOWN as _UNKNOWN
-from enrich.fastpath import FastEnricher
 
 if TYPE_CHECKING:
+    from enrich.fastpath import FastEnricher
     from enrich.fasttsv import TsvPlan
 
 log = logging.getLogger(__name__)
@@ -147,7 +146,7 @@ class Engine:
         counters = ("lines", "records", "errors", "unresolved", "bytes", "incidents", "fast")
         self._counts = dict.fromkeys(counters, 0)
         self._held_total = 0
-        self.fast = FastEnricher(enricher)
+        self._fast_enricher: FastEnricher | None = None  # made when first needed
         self._last_ts: float | None = None
         self._quarantine_to_log = outdir is None
 
@@ -186,10 +185,10 @@ class Engine:
         elif (
             not stream.held
             and (fast := self._fast(stream, chunk)) is not None
-            and fast[2] == chunk.nlines  # the fast path's own count of lines agrees
             and not (fast[1] and self.settings.follow and self.settings.hold_unknown > 0)
         ):
             out, unknown, n = fast
+            chunk.counted = n  # the fast paths count every line end of a chunk that ends with one
             self._counts["fast"] += n
         else:
             out, n, unknown = self._slow_chunk(chunk, stream, now)
@@ -201,6 +200,14 @@ class Engine:
         self.metrics.lines_read.labels(stream.log).inc(chunk.nlines)
         if stream.reader.closed:
             self.tailer.finish(src)
+
+    @property
+    def fast(self) -> FastEnricher:
+        if self._fast_enricher is None:
+            from enrich.fastpath import FastEnricher  # msgspec: imported only when a chunk could use it
+
+            self._fast_enricher = FastEnricher(self.enricher)
+        return self._fast_enricher
 
     def _fast(self, stream: _Stream, chunk: Chunk) -> tuple[bytes, int, int] | None:
         """The chunk enriched without decoding each record (and its unknown endpoints and lines), or None."""
@@ -235,14 +242,14 @@ class Engine:
                 self._held_total += 1
                 continue
             out = self._render(stream, line, record)
-            if hold > 0 and _UNKNOWN in out:
+            if hold > 0 and UNKNOWN_MARK in out:
                 stream.held.append(_Held(now + hold, start, lineno, line, keep))
                 self._held_total += 1
                 chunk.source.safe_offset, chunk.source.safe_lineno = start, lineno - 1
                 continue
             parts.append(out)
         out = b"".join(parts)
-        return out, len(parts), out.count(_UNKNOWN)
+        return out, len(parts), out.count(UNKNOWN_MARK)
 
     def _header_line(self, stream: _Stream, line: bytes) -> None:
         if line.startswith(b"#separator"):
@@ -325,13 +332,13 @@ class Engine:
                 record = item.record if item.record is not None else orjson.loads(item.line)
                 out = self._render(stream, item.line, dict(record))
                 overdue = everything or now >= item.deadline or self._held_total > self.settings.max_held
-                if _UNKNOWN in out and not overdue:
+                if UNKNOWN_MARK in out and not overdue:
                     break
                 parts.append(out)
                 stream.held.popleft()
                 self._held_total -= 1
             out = b"".join(parts)
-            self._emit(stream, out, len(parts), out.count(_UNKNOWN), now)
+            self._emit(stream, out, len(parts), out.count(UNKNOWN_MARK), now)
             if stream.held:
                 src.safe_offset, src.safe_lineno = stream.held[0].start, stream.held[0].lineno - 1
             else:
@@ -500,7 +507,7 @@ def _header_runs(chunk: Chunk) -> list[Chunk]:
             start=chunk.start + pos,
             end=chunk.start + end,
             first_lineno=lineno,
-            nlines=n,
+            counted=n,
         )
         parts.append(part)
         pos, lineno = end, lineno + n

@@ -38,6 +38,9 @@ def port_field(field: str) -> str | None:
     return field[:-1] + "p" if field.endswith("_h") else None
 
 
+UNKNOWN_MARK = b'_k8s.kind":"unknown"'  # in serialised fields: an endpoint the inventory does not know
+
+
 def match_fields(prefix: str, match: Match) -> dict[str, Any]:
     """The flattened `prefix_k8s.*` fields of a Match; fields that don't apply are absent."""
     p = prefix + "_k8s."

@@ -333,3 +333,19 @@ def test_gzip_copy_listed_in_the_scan_that_first_misses_its_original_goes_on_whe
     compress(logdir / "dns.2026-11-22-02-01-00.log")
     got += drain(t, NOW + 2) + drain(t, NOW + 4)
     assert records(got) == records(content.splitlines())
+
+
+def test_line_numbers_hold_whether_a_chunk_was_counted_by_its_reader_or_lazily(logdir: Path) -> None:
+    """The tailer leaves a chunk's lines uncounted (the fast paths count them); numbering stays exact."""
+    (logdir / "conn.log").write_bytes(lines("a", 0, 10))
+    t = tailer_for(logdir, chunk_bytes=len(lines("a", 0, 4)))  # 4 lines per read
+    t.scan(NOW)
+    (src,) = t.pending()
+    first = t.read(src, NOW)
+    assert first is not None and first.counted is None  # the tailer did not count
+    first.counted = 4  # as the pipeline does when a fast path took the chunk
+    second = t.read(src, NOW)
+    assert second is not None and second.first_lineno == 5
+    third = t.read(src, NOW)  # the second was never counted by anyone: counted now, on demand
+    assert third is not None and third.first_lineno == 9 and second.counted == 4
+    assert t.read(src, NOW) is None and src.read_lineno == 10 and third.nlines == 2
