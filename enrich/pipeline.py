@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from enrich.adapters.checkpoint import Checkpoint, CheckpointStore
-from enrich.adapters.metrics import Metrics
+from enrich.adapters.metrics import Metrics, Unserved
 from enrich.adapters.output import QUARANTINE_NAME, OutputSet, RotationPolicy, StdoutOutput, quarantine_entry
 from enrich.adapters.tailer import Chunk, Source, Tailer, TailSettings
 from enrich.core.enrichment import UNKNOWN_MARK, Enricher
@@ -126,7 +126,7 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.enricher = enricher
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or Unserved()
         self.store = CheckpointStore(state) if state else None
         checkpoint = self.store.load() if self.store else Checkpoint()
         if outdir is None:
