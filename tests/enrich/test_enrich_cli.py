@@ -152,3 +152,21 @@ def test_every_verb_is_listed_with_the_module_that_defines_it() -> None:
         for command in importlib.import_module(f"enrich.cli.{module}").COMMANDS:
             defined[command.name] = module
     assert defined == VERBS
+
+
+def test_a_json_batch_run_imports_neither_prometheus_nor_pyarrow(tmp_path: Path) -> None:
+    """Start-up is part of a batch run's time: what it does not use, it does not import."""
+    paths = scenario_paths("compromised")
+    logs = tmp_path / "zeek"
+    logs.mkdir()
+    shutil.copy(paths["json_logs"] / "conn.log", logs / "conn.log")
+    script = (
+        "import sys\n"
+        "from enrich.cli import main\n"
+        "main(sys.argv[1:], standalone_mode=False)\n"
+        "print(sorted(m for m in ('prometheus_client', 'pyarrow', 'numpy', 'pandas') if m in sys.modules))\n"
+    )
+    args = ["enrich", str(logs), "-o", str(tmp_path / "out"), "--inventory", str(paths["watch"])]
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
+    assert "100% of lines on the fast path" in done.stderr
