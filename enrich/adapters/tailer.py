@@ -145,6 +145,20 @@ def _fingerprint(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+def _head(path: Path, st: os.stat_result, size: int) -> bytes | None:
+    """The first `size` bytes (uncompressed) of the file listed as `st`, or None if `path` now
+    leads to another file: read through a descriptor checked against the listing, as the name
+    may have been given to a newer file since (rotation)."""
+    with open(path, "rb") as fh:
+        now = os.fstat(fh.fileno())
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            return None
+        if path.name.endswith(".gz"):
+            with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
+                return gz.read(size)
+        return fh.read(size)
+
+
 def _has_record(head: bytes) -> bool:
     """Does the start of a file hold a complete line that is not a `#` header line?"""
     return any(line and not line.startswith(b"#") for line in head.split(b"\n")[:-1])
@@ -359,15 +373,21 @@ class Tailer:
 
     def _still_same(self, src: Source, path: Path, st: os.stat_result) -> bool:
         """Same inode: still the same file unless truncated or its first bytes changed (a new
-        file reusing the inode of a deleted one)."""
+        file reusing the inode of a deleted one; for a compressed file, of an expired archive)."""
         if src.compressed:
-            return True
+            if src.gz is not None or (st.st_size, st.st_mtime_ns) == (src.size_seen, src.mtime_seen):
+                return True  # being read (the descriptor pins the inode), or untouched since last seen
+            head = _head(path, st, src.fp_len)
+            same = head is None or _fingerprint(head) == src.fp_hash  # None: renamed since listed
+            if not same:
+                log.info("%s is a new compressed file (a reused inode): reading it whole", path)
+            return same
         if src.fd is not None and st.st_size >= src.read_offset:
             return True  # an open descriptor pins the inode: it cannot have been reused
         if st.st_size >= src.read_offset and (st.st_size, st.st_mtime_ns) == (src.size_seen, src.mtime_seen):
             return True  # untouched since we last looked
-        with open(path, "rb") as fh:
-            same = st.st_size >= src.read_offset and _fingerprint(fh.read(src.fp_len)) == src.fp_hash
+        head = _head(path, st, src.fp_len)
+        same = head is None or (st.st_size >= src.read_offset and _fingerprint(head) == src.fp_hash)
         if not same:
             log.info(
                 "%s is a new file (replaced, truncated or a reused inode): reading it from the start", path
@@ -391,8 +411,9 @@ class Tailer:
         if compressed:
             if now - st.st_mtime < self.settings.settle:
                 return None  # maybe still being written by gzip: look again once it has settled
-            with gzip.open(path, "rb") as fh:
-                head = fh.read(FP_LEN)
+            head = _head(path, st, FP_LEN)
+            if head is None:
+                return None  # renamed since listed: the next scan sees it under its new name
             original = self._original_of(head)
             if original is not None:
                 offset, lineno = original.read_offset, original.read_lineno
@@ -404,8 +425,9 @@ class Tailer:
         else:
             if archive:
                 return None  # archive directories only finish files already followed
-            with open(path, "rb") as fh:
-                head = fh.read(FP_LEN)
+            head = _head(path, st, FP_LEN)
+            if head is None:
+                return None  # renamed since listed: the next scan sees it under its new name
             if len(head) < FP_LEN and not _has_record(head):
                 return None  # a header alone is no fingerprint (every TSV file starts alike): wait
         self._order += 1

@@ -349,3 +349,36 @@ def test_line_numbers_hold_whether_a_chunk_was_counted_by_its_reader_or_lazily(l
     third = t.read(src, NOW)  # the second was never counted by anyone: counted now, on demand
     assert third is not None and third.first_lineno == 9 and second.counted == 4
     assert t.read(src, NOW) is None and src.read_lineno == 10 and third.nlines == 2
+
+
+def test_new_gzip_file_that_got_the_inode_of_an_expired_one_is_read(logdir: Path) -> None:
+    # Log expiry deletes old archives while new ones keep coming: a new .gz may get the inode of
+    # one already read. It is a new file (other first bytes), not that one done again.
+    t = tailer_for(logdir)
+    old_gz, first, second = logdir / "dns.2026-11-22-01-00-00.log.gz", tsv_file("a", 20), tsv_file("b", 30)
+    with gzip.open(old_gz, "wb") as gz:
+        gz.write(first)
+    got = drain(t)
+    ino = old_gz.stat().st_ino
+    old_gz.unlink()  # expired
+    data = gzip.compress(second, mtime=0)
+    create_with_inode(logdir / "dns.2026-11-22-02-00-00.log.gz", ino, data)
+    got += drain(t) + drain(t)
+    assert records(got) == records(first.splitlines() + second.splitlines())
+
+
+def test_first_bytes_are_read_from_the_listed_file_not_from_whatever_has_its_name_now(logdir: Path) -> None:
+    # Between the directory listing and reading a file's first bytes (its fingerprint), Zeek may
+    # rotate it and open a new file under the same name: those bytes are not the listed file's.
+    from enrich.adapters.tailer import _head
+
+    current = logdir / "dns.log"
+    current.write_bytes(tsv_file("a", 5))
+    listed = current.stat()
+    assert _head(current, listed, 64) == tsv_file("a", 5)[:64]
+    os.rename(current, logdir / "dns.2026-11-22-02-01-00.log")
+    current.write_bytes(tsv_file("b", 5))
+    assert _head(current, listed, 64) is None
+    compress(logdir / "dns.2026-11-22-02-01-00.log")
+    gz = logdir / "dns.2026-11-22-02-01-00.log.gz"
+    assert _head(gz, gz.stat(), 64) == tsv_file("a", 5)[:64]  # compressed: the uncompressed start
