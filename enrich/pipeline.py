@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from enrich.adapters.checkpoint import Checkpoint, CheckpointStore
+from enrich.adapters.logfile import Chunk, Source
 from enrich.adapters.metrics import Metrics, Unserved
 from enrich.adapters.output import QUARANTINE_NAME, OutputSet, RotationPolicy, StdoutOutput, quarantine_entry
-from enrich.adapters.tailer import Chunk, Source, Tailer, TailSettings
+from enrich.adapters.tailer import Tailer, TailSettings
 from enrich.core.enrichment import UNKNOWN_MARK, Enricher
 from enrich.core.zeeklog import LineError, LogReader, log_path_from_filename
 from enrich.core.zeekschema import CONN_TUPLE

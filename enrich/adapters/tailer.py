@@ -11,32 +11,27 @@ partial last line waits until it is finished, or is handed out at the end of a f
 known to be finished (rotated and settled, or compressed) so that nothing is silently dropped.
 
 watchdog (inotify) wakes the reader as soon as something changes; a periodic scan is the
-fallback and the ground truth, so lost or unavailable events only cost latency.
+fallback and the ground truth, so lost or unavailable events only cost latency. One file's state,
+descriptor and chunks are in `enrich/adapters/logfile.py`; this module decides which file is which.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
-import gzip
-import hashlib
 import logging
 import os
-import re
 import threading
 import zlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from enrich.adapters.checkpoint import SourceMark
+from enrich.adapters.logfile import FP_LEN, Chunk, Source, fingerprint, first_bytes, has_record
 from enrich.errors import SourceError
 
 log = logging.getLogger(__name__)
-
-FP_LEN = 1024  # bytes of a file's start that fingerprint it
-HEADER_MAX = 1 << 16  # bytes of a file's start that can hold its `#` header lines
-_CURRENT = re.compile(r"^[^.]+\.log$")  # `conn.log`: the file Zeek is (or may be) writing
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,118 +45,6 @@ class TailSettings:
     chunk_bytes: int = 1 << 20  # read size; a longer line is skipped and reported as oversized
     settle: float = 1.0  # a rotated/moved-away file unchanged this long is finished
     forget_after: float = 7 * 86400.0  # identities of vanished files are kept this long
-
-
-@dataclass(slots=True, kw_only=True, eq=False)
-class Source:
-    """One log file being read; mutable state owned by the Tailer (offsets in uncompressed bytes)."""
-
-    key: str
-    dev: int
-    ino: int
-    fp_len: int
-    fp_hash: str
-    path: Path
-    compressed: bool = False
-    read_offset: int = 0
-    lineno_base: int = 0  # lines read, but for those of `unsettled`
-    unsettled: Chunk | None = field(default=None, repr=False)  # the last chunk read, maybe not yet counted
-    safe_offset: int = 0  # everything before this is safely written (set by the pipeline)
-    safe_lineno: int = 0
-    done: bool = False
-    seen: float = 0.0
-    order: int = 0
-    changed_at: float = 0.0
-    size_seen: int = -1
-    mtime_seen: int = -1
-    attached: bool = True  # still reachable under its last name
-    fd: int | None = None
-    gz: gzip.GzipFile | None = field(default=None, repr=False)
-    gz_buffer: bytes = b""
-
-    @property
-    def read_lineno(self) -> int:
-        """The number of the last line read (its chunk's lines are counted only when needed)."""
-        if self.unsettled is not None:
-            self.lineno_base, self.unsettled = self.unsettled.first_lineno + self.unsettled.nlines - 1, None
-        return self.lineno_base
-
-    @read_lineno.setter
-    def read_lineno(self, value: int) -> None:
-        self.lineno_base, self.unsettled = value, None
-
-    @property
-    def current(self) -> bool:
-        """Is this (still) a file Zeek may append to, by its name?"""
-        return not self.compressed and self.attached and bool(_CURRENT.match(self.path.name))
-
-    def mark(self) -> SourceMark:
-        return SourceMark(
-            dev=self.dev,
-            ino=self.ino,
-            fp_len=self.fp_len,
-            fp_hash=self.fp_hash,
-            offset=self.safe_offset,
-            lineno=self.safe_lineno,
-            name=str(self.path),
-            compressed=self.compressed,
-            done=self.done and self.safe_offset >= self.read_offset,
-            seen=self.seen,
-        )
-
-
-@dataclass(slots=True, kw_only=True, eq=False)
-class Chunk:
-    """Complete lines read from one source: bytes [start, end) of the file, as `lines` (newlines removed).
-
-    Its lines are counted when first asked for (`nlines`), unless whoever parsed the chunk set
-    `counted` first: the fast paths find every line end anyway, and counting again costs a
-    tenth of their time."""
-
-    source: Source
-    data: bytes
-    start: int
-    end: int
-    first_lineno: int
-    oversized: bool = False  # one line longer than a read: `data` is its beginning only
-    counted: int | None = None  # its lines, once known
-
-    @property
-    def nlines(self) -> int:
-        if self.counted is None:
-            self.counted = self.data.count(b"\n") + (self.data[-1:] != b"\n")
-        return self.counted
-
-    @property
-    def lines(self) -> list[bytes]:
-        """The lines without their newlines (a final unterminated line included)."""
-        lines = self.data.split(b"\n")
-        if not lines[-1]:
-            lines.pop()
-        return lines
-
-
-def _fingerprint(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def _head(path: Path, st: os.stat_result, size: int) -> bytes | None:
-    """The first `size` bytes (uncompressed) of the file listed as `st`, or None if `path` now
-    leads to another file: read through a descriptor checked against the listing, as the name
-    may have been given to a newer file since (rotation)."""
-    with open(path, "rb") as fh:
-        now = os.fstat(fh.fileno())
-        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
-            return None
-        if path.name.endswith(".gz"):
-            with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
-                return gz.read(size)
-        return fh.read(size)
-
-
-def _has_record(head: bytes) -> bool:
-    """Does the start of a file hold a complete line that is not a `#` header line?"""
-    return any(line and not line.startswith(b"#") for line in head.split(b"\n")[:-1])
 
 
 class Tailer:
@@ -255,7 +138,7 @@ class Tailer:
                 self._observer.join(timeout=2)
             self._observer = None
         for src in self.sources.values():
-            self._close(src)
+            src.close()
 
     # --- discovery -------------------------------------------------------------------------------
     def _wanted(self, name: str) -> bool:
@@ -363,8 +246,8 @@ class Tailer:
         """Grow a short fingerprint as the file grows (same first bytes, more of them)."""
         with contextlib.suppress(OSError):
             head = os.pread(src.fd, FP_LEN, 0)  # type: ignore[arg-type]
-            if len(head) > src.fp_len and _fingerprint(head[: src.fp_len]) == src.fp_hash:
-                src.fp_len, src.fp_hash = len(head), _fingerprint(head)
+            if len(head) > src.fp_len and fingerprint(head[: src.fp_len]) == src.fp_hash:
+                src.fp_len, src.fp_hash = len(head), fingerprint(head)
 
     def _report(self, path: Path, problem: str) -> None:
         if self.errors.get(str(path)) != problem:
@@ -377,8 +260,8 @@ class Tailer:
         if src.compressed:
             if src.gz is not None or (st.st_size, st.st_mtime_ns) == (src.size_seen, src.mtime_seen):
                 return True  # being read (the descriptor pins the inode), or untouched since last seen
-            head = _head(path, st, src.fp_len)
-            same = head is None or _fingerprint(head) == src.fp_hash  # None: renamed since listed
+            head = first_bytes(path, st, src.fp_len)
+            same = head is None or fingerprint(head) == src.fp_hash  # None: renamed since listed
             if not same:
                 log.info("%s is a new compressed file (a reused inode): reading it whole", path)
             return same
@@ -386,8 +269,8 @@ class Tailer:
             return True  # an open descriptor pins the inode: it cannot have been reused
         if st.st_size >= src.read_offset and (st.st_size, st.st_mtime_ns) == (src.size_seen, src.mtime_seen):
             return True  # untouched since we last looked
-        head = _head(path, st, src.fp_len)
-        same = head is None or (st.st_size >= src.read_offset and _fingerprint(head) == src.fp_hash)
+        head = first_bytes(path, st, src.fp_len)
+        same = head is None or (st.st_size >= src.read_offset and fingerprint(head) == src.fp_hash)
         if not same:
             log.info(
                 "%s is a new file (replaced, truncated or a reused inode): reading it from the start", path
@@ -396,7 +279,7 @@ class Tailer:
 
     def _retire(self, key: str, src: Source) -> None:
         """Keep a replaced file's progress under another key: a compressed copy may still turn up."""
-        self._close(src)
+        src.close()
         del self.sources[key]
         src.attached, src.done = False, True
         src.key = f"{key}#{src.fp_hash[:12]}"
@@ -411,24 +294,24 @@ class Tailer:
         if compressed:
             if now - st.st_mtime < self.settings.settle:
                 return None  # maybe still being written by gzip: look again once it has settled
-            head = _head(path, st, FP_LEN)
+            head = first_bytes(path, st, FP_LEN)
             if head is None:
                 return None  # renamed since listed: the next scan sees it under its new name
             original = self._original_of(head)
             if original is not None:
                 offset, lineno = original.read_offset, original.read_lineno
                 original.done = True  # the compressed copy carries on from here
-                self._close(original)
+                original.close()
                 log.info("%s continues %s at byte %d", path, original.path, offset)
             elif archive:
                 return None
         else:
             if archive:
                 return None  # archive directories only finish files already followed
-            head = _head(path, st, FP_LEN)
+            head = first_bytes(path, st, FP_LEN)
             if head is None:
                 return None  # renamed since listed: the next scan sees it under its new name
-            if len(head) < FP_LEN and not _has_record(head):
+            if len(head) < FP_LEN and not has_record(head):
                 return None  # a header alone is no fingerprint (every TSV file starts alike): wait
         self._order += 1
         src = Source(
@@ -436,7 +319,7 @@ class Tailer:
             dev=st.st_dev,
             ino=st.st_ino,
             fp_len=len(head),
-            fp_hash=_fingerprint(head),
+            fp_hash=fingerprint(head),
             path=path,
             compressed=compressed,
             read_offset=offset,
@@ -454,7 +337,7 @@ class Tailer:
         for src in self.sources.values():
             if src.compressed or src.current or src.fp_len == 0 or len(head) < src.fp_len:
                 continue
-            if _fingerprint(head[: src.fp_len]) == src.fp_hash and (best is None or src.fp_len > best.fp_len):
+            if fingerprint(head[: src.fp_len]) == src.fp_hash and (best is None or src.fp_len > best.fp_len):
                 best = src
         return best
 
@@ -468,7 +351,7 @@ class Tailer:
         if src.fd is None and src.gz is None and not src.attached:
             return None  # gone before we opened it (or after a restart): nothing to read it through
         try:
-            data = self._read_raw(src)
+            data = src.read_raw(self.settings.chunk_bytes)
             if not src.attached and src.fd is not None:
                 size = os.fstat(src.fd).st_size  # moved away or deleted: is it still growing?
                 if size != src.size_seen:
@@ -481,7 +364,7 @@ class Tailer:
         except (OSError, EOFError, zlib.error) as exc:
             self._report(src.path, f"cannot read ({exc}); treated as finished")
             src.done = True
-            self._close(src)
+            src.close()
             return None
         finished = self._finished(src, now, eof=len(data) < self.settings.chunk_bytes)
         cut = data.rfind(b"\n") + 1
@@ -493,7 +376,7 @@ class Tailer:
             else:
                 if finished:
                     src.done = True
-                    self._close(src)
+                    src.close()
                 return None
         data = data[:cut]
         first = src.read_lineno + 1
@@ -513,43 +396,6 @@ class Tailer:
         if src.compressed:
             return True
         return not src.current and now - src.changed_at >= self.settings.settle
-
-    def _read_raw(self, src: Source) -> bytes:
-        size = self.settings.chunk_bytes
-        if src.compressed:
-            if src.gz is None:
-                src.gz = gzip.open(src.path, "rb")  # noqa: SIM115 - kept open across reads
-                src.gz.seek(src.read_offset)
-                src.gz_buffer = b""
-            more = src.gz.read(max(size - len(src.gz_buffer), 0))
-            src.gz_buffer += more
-            return src.gz_buffer
-        if src.fd is None:
-            src.fd = self._reopen(src)
-        return os.pread(src.fd, size, src.read_offset)
-
-    @staticmethod
-    def _reopen(src: Source) -> int:
-        """A descriptor on `src` through its last-seen name, if that name still leads to the file.
-
-        Device and inode are not enough: until a descriptor pins it, the inode can be freed and
-        handed to a new file. Between the scan that saw `dns.log` and this first open, Zeek may
-        rotate it, the archiver compress and delete it, and the next `dns.log` get its inode. So
-        the first bytes must match too (identity is device, inode *and* fingerprint); if not, the
-        file is gone, the next scan retires the source and its compressed copy still continues it.
-        """
-        fd = os.open(src.path, os.O_RDONLY)
-        try:
-            st = os.fstat(fd)
-            same = (st.st_dev, st.st_ino) == (src.dev, src.ino)
-            same = same and _fingerprint(os.pread(fd, src.fp_len, 0)) == src.fp_hash
-        except OSError:
-            os.close(fd)
-            raise
-        if not same:
-            os.close(fd)
-            raise FileNotFoundError(src.path)
-        return fd
 
     def _oversized(self, src: Source, data: bytes) -> Chunk | None:
         """A line longer than one read: skip to its end (once written) and report its beginning."""
@@ -580,38 +426,13 @@ class Tailer:
             consumed += len(more)
 
     def header(self, src: Source) -> Iterator[tuple[bytes, int]]:
-        """The `#` header lines at the start of a file (to prime a TSV parser when resuming).
-
-        Read through the open descriptor when there is one: by name, a rotation in between would
-        give the header of the *next* file, or no file at all."""
-        if src.fd is not None:
-            head = os.pread(src.fd, min(src.read_offset, HEADER_MAX), 0)
-        else:
-            opener = gzip.open if src.compressed else open
-            try:
-                with opener(src.path, "rb") as fh:  # type: ignore[operator]
-                    head = fh.read(min(src.read_offset, HEADER_MAX))
-            except OSError:
-                return  # gone: resumed without a header (a TSV stream then reports its lines)
-        for lineno, line in enumerate(head.splitlines(keepends=True), 1):
-            if not line.startswith(b"#") or not line.endswith(b"\n"):
-                break
-            yield line, lineno
-
-    def _close(self, src: Source) -> None:
-        if src.fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(src.fd)
-            src.fd = None
-        if src.gz is not None:
-            with contextlib.suppress(OSError):
-                src.gz.close()
-            src.gz, src.gz_buffer = None, b""
+        """The `#` header lines at the start of a file (to prime a TSV parser when resuming)."""
+        return src.header()
 
     def finish(self, src: Source) -> None:
         """Stop reading a source (its data is complete, e.g. a TSV `#close` was read)."""
         src.done = True
-        self._close(src)
+        src.close()
 
     def marks(self) -> dict[str, SourceMark]:
         return {key: src.mark() for key, src in self.sources.items() if src.fp_len}

@@ -370,15 +370,15 @@ def test_new_gzip_file_that_got_the_inode_of_an_expired_one_is_read(logdir: Path
 def test_first_bytes_are_read_from_the_listed_file_not_from_whatever_has_its_name_now(logdir: Path) -> None:
     # Between the directory listing and reading a file's first bytes (its fingerprint), Zeek may
     # rotate it and open a new file under the same name: those bytes are not the listed file's.
-    from enrich.adapters.tailer import _head
+    from enrich.adapters.logfile import first_bytes
 
     current = logdir / "dns.log"
     current.write_bytes(tsv_file("a", 5))
     listed = current.stat()
-    assert _head(current, listed, 64) == tsv_file("a", 5)[:64]
+    assert first_bytes(current, listed, 64) == tsv_file("a", 5)[:64]
     os.rename(current, logdir / "dns.2026-11-22-02-01-00.log")
     current.write_bytes(tsv_file("b", 5))
-    assert _head(current, listed, 64) is None
+    assert first_bytes(current, listed, 64) is None
     compress(logdir / "dns.2026-11-22-02-01-00.log")
     gz = logdir / "dns.2026-11-22-02-01-00.log.gz"
-    assert _head(gz, gz.stat(), 64) == tsv_file("a", 5)[:64]  # compressed: the uncompressed start
+    assert first_bytes(gz, gz.stat(), 64) == tsv_file("a", 5)[:64]  # compressed: the uncompressed start
