@@ -11,7 +11,7 @@ matching inventory, then measures in one run:
   * memory: peak RSS of `kubezeek enrich` at N/4 and N records (flat = no growth with size);
   * follow mode: latency from a line appended to conn.log to its enriched line in the output.
 
-    .venv/bin/python bench/bench_enrich.py            # 1,000,000 records
+    .venv/bin/python bench/bench_enrich.py            # 1,000,000 records, 5 interleaved rounds
     .venv/bin/python bench/bench_enrich.py --quick    # 100,000 records, fewer latency samples
 """
 
@@ -232,7 +232,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="100,000 records and 100 latency samples")
     ap.add_argument("--records", type=int, default=None)
-    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best of each is reported")
+    ap.add_argument(
+        "--rounds", type=int, default=5, help="interleaved rounds: best of each, median of paired ratios"
+    )
     args = ap.parse_args()
     n = args.records or (100_000 if args.quick else 1_000_000)
     with tempfile.TemporaryDirectory(prefix="kzbench-") as tmp:
@@ -243,12 +245,12 @@ def main() -> None:
         print(f"generated {n:,} + {n // 4:,} records in {time.perf_counter() - t:.1f}s", file=sys.stderr)
         rounds = 1 if args.quick else args.rounds
         a, b, ej, et = [], [], [], []
-        for _ in range(rounds):  # interleaved, best of each: fair when the machine is busy
+        for _ in range(rounds):  # interleaved, each run right after its baseline: paired ratios
             a.append(orjson_loop(full["json"]))
-            t, zat_rows = zat_reader(full["tsv"])
-            b.append(t)
             t, rss_json = run_enrich(full["json"].parent, full["inventory"], work / "out-json")
             ej.append((*t, ENGINE_SECONDS[-1]))
+            t, zat_rows = zat_reader(full["tsv"])
+            b.append(t)
             t, rss_tsv = run_enrich(full["tsv"].parent, full["inventory"], work / "out-tsv")
             et.append((*t, ENGINE_SECONDS[-1]))
         _, rss_quarter = run_enrich(quarter["json"].parent, quarter["inventory"], work / "out-quarter")
@@ -271,6 +273,13 @@ def main() -> None:
         print(f"{label:40} {n / wall:>12,.0f} {n / cpu:>12,.0f}")
     print(f"ratio enrich JSON / orjson loop: wall {a_w / j_w:.2f}x, CPU {a_c / j_c:.2f}x")
     print(f"ratio enrich TSV / zat:          wall {b_w / t_w:.2f}x, CPU {b_c / t_c:.2f}x")
+    for name, base, runs in (("JSON / orjson loop", a, ej), ("TSV / zat", b, et)):
+        paired = sorted(x[0] / y[0] for x, y in zip(base, runs))
+        engine = sorted(x[0] / y[2] for x, y in zip(base, runs))
+        mid_p, mid_e = statistics.median(paired), statistics.median(engine)
+        print(f"paired ratios per round, {name:18} end to end: median {mid_p:.2f}x "
+              f"(range {paired[0]:.2f}-{paired[-1]:.2f}); engine alone: "
+              f"median {mid_e:.2f}x (range {engine[0]:.2f}-{engine[-1]:.2f})")  # fmt: skip
     engine_json, engine_tsv = min(r[2] for r in ej), min(r[2] for r in et)
     print("engine alone (wall, from the summary line, start-up excluded):")
     print(f"    JSON {n / engine_json:,.0f} rec/s = {a_w / engine_json:.2f}x (a)")
