@@ -103,6 +103,12 @@ def enrich_command(
 
     Rotated files (conn.2026-11-22-02-00-00.log, .log.gz) go to their log's file (conn.log).
     Malformed lines go to OUTDIR/quarantine.jsonl (to stderr with -o -).
+
+    \b
+    Examples:
+      kubezeek enrich /var/log/zeek -o enriched --inventory cluster.json
+      kubezeek enrich /var/log/zeek -o - --inventory cluster.json | jq .
+      kubezeek enrich /var/log/zeek -o /data/enriched --follow --state /data/checkpoint.json
     """
     setup_logging(verbose)
     handle = open_inventory(inventory, kubeconfig=kubeconfig)
