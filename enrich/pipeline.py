@@ -16,13 +16,11 @@ quarantine.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,13 +32,12 @@ from enrich.adapters.metrics import Metrics, Unserved
 from enrich.adapters.output import QUARANTINE_NAME, OutputSet, RotationPolicy, StdoutOutput, quarantine_entry
 from enrich.adapters.tailer import Tailer, TailSettings
 from enrich.core.enrichment import UNKNOWN_MARK, Enricher
-from enrich.core.zeeklog import LineError, LogReader, log_path_from_filename
-from enrich.core.zeekschema import CONN_TUPLE
+from enrich.core.zeeklog import LineError
 from enrich.errors import ConfigError, SourceError
+from enrich.logstream import Held, LogStream, header_runs
 
 if TYPE_CHECKING:
     from enrich.fastpath import FastEnricher
-    from enrich.fasttsv import TsvPlan
 
 log = logging.getLogger(__name__)
 
@@ -83,28 +80,6 @@ class EnrichStats:
     fast_lines: int = 0  # lines enriched a whole chunk at a time (enrich/fastpath.py); the rest one by one
 
 
-@dataclass(slots=True)
-class _Held:
-    deadline: float
-    start: int  # offset of the line in its source
-    lineno: int
-    line: bytes
-    record: dict | None  # parsed TSV record; None: a JSON line (re-read from `line`)
-
-
-@dataclass(slots=True, eq=False)
-class _Stream:
-    """Per-source parsing state."""
-
-    reader: LogReader
-    out_name: str
-    log: str
-    fast: bool  # JSON lines with the connection tuple may take the fast path
-    plan: TsvPlan | None = None  # TSV lines' fast path, once the header is known
-    header: list[bytes] = field(default_factory=list)
-    held: deque = field(default_factory=deque)
-
-
 class Engine:
     """The enrichment loop over one log directory; create, `run()`, done."""
 
@@ -142,7 +117,7 @@ class Engine:
         self.progress = progress
         self.inventory_age = inventory_age
         self.before_turn = before_turn
-        self._streams: dict[Source, _Stream] = {}  # by source object: a reused inode is a new source
+        self._streams: dict[Source, LogStream] = {}  # by source object: a reused inode is a new source
         self._files_seen = 0
         counters = ("lines", "records", "errors", "unresolved", "bytes", "incidents", "fast")
         self._counts = dict.fromkeys(counters, 0)
@@ -152,32 +127,23 @@ class Engine:
         self._quarantine_to_log = outdir is None
 
     # --- per chunk ---------------------------------------------------------------------------
-    def _stream(self, src: Source) -> _Stream:
+    def _stream(self, src: Source) -> LogStream:
         stream = self._streams.get(src)
         if stream is None:
-            reader = LogReader(source=str(src.path))
-            header = []
-            if src.read_offset > 0:
-                for line, lineno in self.tailer.header(src):
-                    reader.feed(line, lineno)
-                    header.append(line.rstrip(b"\r\n"))
-            name = log_path_from_filename(src.path.name)
-            fast = reader.addr_fields == CONN_TUPLE and reader.format != "tsv"
-            stream = _Stream(reader=reader, out_name=f"{name}.log", log=name, fast=fast, header=header)
-            self._plan(stream)
-            self._streams[src] = stream
+            header = self.tailer.header(src) if src.read_offset > 0 else ()  # resumed: prime the parser
+            stream = self._streams[src] = LogStream.open(src.path, header)
             self._files_seen += 1
         return stream
 
     def _process(self, chunk: Chunk, now: float) -> None:
         stream = self._stream(chunk.source)
         if chunk.data[:1] == b"#" or (stream.plan is not None and b"\n#" in chunk.data):
-            for part in _header_runs(chunk):  # TSV header/footer lines apart, so data lines stay fast
+            for part in header_runs(chunk):  # TSV header/footer lines apart, so data lines stay fast
                 self._process_one(part, stream, now)
         else:
             self._process_one(chunk, stream, now)
 
-    def _process_one(self, chunk: Chunk, stream: _Stream, now: float) -> None:
+    def _process_one(self, chunk: Chunk, stream: LogStream, now: float) -> None:
         src = chunk.source
         if chunk.oversized:
             reason = "line longer than one read; skipped"
@@ -210,7 +176,7 @@ class Engine:
             self._fast_enricher = FastEnricher(self.enricher)
         return self._fast_enricher
 
-    def _fast(self, stream: _Stream, chunk: Chunk) -> tuple[bytes, int, int] | None:
+    def _fast(self, stream: LogStream, chunk: Chunk) -> tuple[bytes, int, int] | None:
         """The chunk enriched without decoding each record (and its unknown endpoints and lines), or None."""
         if stream.fast and chunk.data[:1] == b"{":
             out = self.fast.json_chunk(chunk.data)
@@ -221,7 +187,7 @@ class Engine:
         self._last_ts = self.fast.last_ts
         return out
 
-    def _slow_chunk(self, chunk: Chunk, stream: _Stream, now: float) -> tuple[bytes, int, int]:
+    def _slow_chunk(self, chunk: Chunk, stream: LogStream, now: float) -> tuple[bytes, int, int]:
         """Line by line with the full parser: exact errors, and holding of unknown addresses."""
         parts: list[bytes] = []
         offset, hold = chunk.start, self.settings.hold_unknown if self.settings.follow else 0.0
@@ -232,19 +198,19 @@ class Engine:
             record = stream.reader.feed(line, lineno)
             if record is None:
                 if line.startswith(b"#"):
-                    self._header_line(stream, line)
+                    stream.header_line(line)
                 continue
             if isinstance(record, LineError):
                 self._quarantine(stream, lineno, record.reason, line, now)
                 continue
             keep = record if stream.reader.format == "tsv" else None
             if stream.held:
-                stream.held.append(_Held(now + hold, start, lineno, line, keep))
+                stream.held.append(Held(now + hold, start, lineno, line, keep))
                 self._held_total += 1
                 continue
             out = self._render(stream, line, record)
             if hold > 0 and UNKNOWN_MARK in out:
-                stream.held.append(_Held(now + hold, start, lineno, line, keep))
+                stream.held.append(Held(now + hold, start, lineno, line, keep))
                 self._held_total += 1
                 chunk.source.safe_offset, chunk.source.safe_lineno = start, lineno - 1
                 continue
@@ -252,36 +218,13 @@ class Engine:
         out = b"".join(parts)
         return out, len(parts), out.count(UNKNOWN_MARK)
 
-    def _header_line(self, stream: _Stream, line: bytes) -> None:
-        if line.startswith(b"#separator"):
-            stream.header.clear()
-            stream.plan = None
-        stream.header.append(line.rstrip(b"\r\n"))
-        if line.startswith(b"#types"):
-            self._plan(stream)
-
-    def _plan(self, stream: _Stream) -> None:
-        reader = stream.reader
-        if reader.format == "tsv" and reader.fields and reader.addr_fields == CONN_TUPLE:
-            from enrich.fasttsv import TsvPlan  # pyarrow, imported only when a TSV log is met
-
-            stream.plan = TsvPlan.for_reader(reader.fields, reader.types, stream.header)
-
-    def _render(self, stream: _Stream, line: bytes, record: dict) -> bytes:
-        """One enriched JSON line: the raw JSON line plus fields, or a TSV record serialised."""
-        fields = self.enricher.fields_for(record, stream.reader.addr_fields)
+    def _render(self, stream: LogStream, line: bytes, record: dict) -> bytes:
+        """One enriched JSON line (see `LogStream.render`)."""
         ts = record.get("ts")
         self._last_ts = ts if isinstance(ts, float) else self._last_ts
-        if stream.reader.format == "tsv":
-            record.update(fields)
-            return orjson.dumps(record) + b"\n"
-        body = line.rstrip()
-        if not fields:
-            return body + b"\n"
-        extra = orjson.dumps(fields)
-        return body[:-1] + (b"," if body != b"{}" else b"") + extra[1:] + b"\n"
+        return stream.render(line, record, self.enricher.fields_for(record, stream.reader.addr_fields))
 
-    def _emit(self, stream: _Stream, out: bytes, n: int, unknown: int, now: float) -> None:
+    def _emit(self, stream: LogStream, out: bytes, n: int, unknown: int, now: float) -> None:
         if not out:
             return
         self.outputs.writer(stream.out_name).write(out)
@@ -295,7 +238,7 @@ class Engine:
         if self.filter is not None:
             self._filter(stream, out)
 
-    def _filter(self, stream: _Stream, out: bytes) -> None:
+    def _filter(self, stream: LogStream, out: bytes) -> None:
         selected: list[dict] = []
         for line in out.splitlines():
             selected.extend(self.filter.process(orjson.loads(line), stream.log))  # type: ignore[union-attr]
@@ -309,7 +252,7 @@ class Engine:
         self._counts["incidents"] += len(records)
         self.metrics.exported.inc(len(records))
 
-    def _quarantine(self, stream: _Stream, lineno: int, reason: str, line: bytes, now: float) -> None:
+    def _quarantine(self, stream: LogStream, lineno: int, reason: str, line: bytes, now: float) -> None:
         excerpt = line[:480].decode("utf-8", "backslashreplace").rstrip("\r\n")[:120]
         source = stream.reader.source
         self._counts["errors"] += 1
@@ -490,26 +433,3 @@ def enrich_directory(
 
 def _fields(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__dataclass_fields__}
-
-
-def _header_runs(chunk: Chunk) -> list[Chunk]:
-    """The chunk cut into runs of `#` lines and runs of data lines (TSV headers and #close footers)."""
-    data, parts, pos, lineno = chunk.data, [], 0, chunk.first_lineno
-    while pos < len(data):
-        header = data.startswith(b"#", pos)
-        end = pos
-        while end < len(data) and data.startswith(b"#", end) == header:
-            nl = data.find(b"\n", end)
-            end = len(data) if nl < 0 else nl + 1
-        n = data.count(b"\n", pos, end) + (not data.endswith(b"\n", pos, end))
-        part = dataclasses.replace(
-            chunk,
-            data=data[pos:end],
-            start=chunk.start + pos,
-            end=chunk.start + end,
-            first_lineno=lineno,
-            counted=n,
-        )
-        parts.append(part)
-        pos, lineno = end, lineno + n
-    return parts
