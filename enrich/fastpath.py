@@ -10,16 +10,14 @@ unexpected returns None, and the caller takes the full parser line by line.
 
 from __future__ import annotations
 
-import ipaddress
 import operator
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
-import orjson
 
-from enrich.core.enrichment import UNKNOWN_MARK, Enricher, match_fields
-from enrich.core.model import Match
+from enrich.core.enrichment import UNKNOWN_MARK, Answer, Enricher
+from enrich.core.zeeklog import LineProblem, normalize_addr
 
 if TYPE_CHECKING:
     from enrich.fasttsv import TsvPlan
@@ -57,16 +55,18 @@ def clean_text(data: bytes) -> bool:
 def _is_canonical_ip(text: str) -> bool:
     """An address as the full parser writes it (so both paths look up the same string)."""
     try:
-        return str(ipaddress.ip_address(text)) == text
-    except ValueError:
+        return normalize_addr(text) == text
+    except LineProblem:
         return False
 
 
 class Fragments:
     """Serialised enrichment per address for one side (`orig`/`resp`), with the time window it holds in.
 
-    `lo`/`hi` bound the windows of all entries (the latest start, the earliest end), so one
-    comparison tells whether every cached answer holds for a chunk's whole time span.
+    The answers come from the Enricher's own cache (`Enricher.endpoint_answer`); this keeps them
+    as the bytes a line needs (`,` + fields + what closes the line) for a whole chunk. `lo`/`hi`
+    bound the windows of all entries (the latest start, the earliest end), so one comparison tells
+    whether every cached answer holds for a chunk's whole time span.
     """
 
     def __init__(self, prefix: str, tail: bytes) -> None:
@@ -83,7 +83,7 @@ class Fragments:
         self.lo, self.hi = NEG_INF, INF
 
     def answers(
-        self, ips: Sequence[str], first: float, last: float, lookup: Callable[[str, float], Match]
+        self, ips: Sequence[str], first: float, last: float, answer: Callable[[str, str, float], Answer]
     ) -> list[bytes] | None:
         """Each address's fragment, when every one holds from `first` to `last` independent of the port.
 
@@ -103,11 +103,10 @@ class Fragments:
         for ip in set(ips) - windows.keys():
             if not _is_canonical_ip(ip):
                 return None
-            match = lookup(ip, first)
-            if match.port_sensitive:  # a node IP shared with hostNetwork pods: needs the port
+            valid_from, valid_to, port_sensitive, _, fragment = answer(self.prefix, ip, first)
+            if port_sensitive:  # a node IP shared with hostNetwork pods: needs the port
                 return None
-            fragment = orjson.dumps(match_fields(self.prefix, match))[1:-1]  # as Enricher.endpoint_fragment
-            windows[ip] = (match.valid_from, match.valid_to)
+            windows[ip] = (valid_from, valid_to)
             self.fragments[ip] = b"," + fragment + self.tail
             if UNKNOWN_MARK in fragment:
                 self.unknown.add(ip)
@@ -131,15 +130,6 @@ class FastEnricher:
         self.resp_end = Fragments("resp", b"}\n")  # TSV: closes its line
         self.generation = -1
         self.last_ts: float | None = None
-        self.matches: dict[str, Match] = {}  # shared by all sides: an address is often orig and resp
-
-    def lookup(self, ip: str, ts: float) -> Match:
-        match = self.matches.get(ip)
-        if match is None or not match.valid_from <= ts < match.valid_to or match.port_sensitive:
-            if len(self.matches) > CACHE_MAX:
-                self.matches.clear()
-            match = self.matches[ip] = self.enricher.inventory.lookup(ip, ts)
-        return match
 
     def fragments(
         self, span: tuple[float, float], origs: Sequence[str], resps: Sequence[str], resp: Fragments
@@ -149,10 +139,10 @@ class FastEnricher:
         if generation != self.generation:
             for side in (self.orig, self.resp_joint, self.resp_end):
                 side.clear()
-            self.matches.clear()
             self.generation = generation
-        ofr = self.orig.answers(origs, *span, self.lookup)
-        rfr = resp.answers(resps, *span, self.lookup) if ofr is not None else None
+        answer = self.enricher.endpoint_answer
+        ofr = self.orig.answers(origs, *span, answer)
+        rfr = resp.answers(resps, *span, answer) if ofr is not None else None
         return None if ofr is None or rfr is None else (ofr, rfr)
 
     def json_chunk(self, data: bytes) -> tuple[bytes, int, int] | None:

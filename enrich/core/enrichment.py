@@ -13,7 +13,7 @@ from enrich.core.inventory import Inventory
 from enrich.core.model import Match
 
 # A cached endpoint answer: (valid_from, valid_to, port_sensitive, fields, fragment).
-_Entry = tuple[float, float, bool, dict[str, Any], bytes]
+Answer = tuple[float, float, bool, dict[str, Any], bytes]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,12 +71,12 @@ class Enricher:
     def __init__(self, inventory: Inventory, settings: EnrichSettings | None = None) -> None:
         self.inventory = inventory
         self.settings = settings or EnrichSettings()
-        self._caches: dict[str, dict[object, _Entry]] = {}
+        self._caches: dict[str, dict[object, Answer]] = {}
         self._cached = 0
         self._generation = inventory.generation
         self._plans: dict[tuple[str, ...], tuple[tuple[str, str, str, str | None, dict], ...]] = {}
 
-    def _cache(self, prefix: str) -> dict[object, _Entry]:
+    def _cache(self, prefix: str) -> dict[object, Answer]:
         cache = self._caches.get(prefix)
         if cache is None:
             cache = self._caches[prefix] = {}
@@ -90,8 +90,8 @@ class Enricher:
             self._generation = self.inventory.generation
 
     def _lookup(
-        self, cache: dict[object, _Entry], prefix: str, ip: str, ts: float, port: int | None
-    ) -> _Entry:
+        self, cache: dict[object, Answer], prefix: str, ip: str, ts: float, port: int | None
+    ) -> Answer:
         """The slow path: ask the inventory and cache the answer with its validity window."""
         entry = cache.get(ip)
         if entry is not None and entry[2] and entry[0] <= ts < entry[1]:
@@ -112,7 +112,7 @@ class Enricher:
             self._cached += 1
         return entry
 
-    def _entry(self, prefix: str, ip: str, ts: float, port: int | None) -> _Entry:
+    def _entry(self, prefix: str, ip: str, ts: float, port: int | None) -> Answer:
         self._check_generation()
         cache = self._cache(prefix)
         entry = cache.get(ip)
@@ -137,6 +137,11 @@ class Enricher:
     def endpoint_fragment(self, prefix: str, ip: str, ts: float | None, port: int | None = None) -> bytes:
         """The same fields serialised by orjson as `"k":v,...` without braces (b"" if none), cached."""
         return self._entry(prefix, ip, self._ts(ts), port)[4]
+
+    def endpoint_answer(self, prefix: str, ip: str, ts: float) -> Answer:
+        """The whole cached answer for one address at `ts`, port unknown: its validity window,
+        whether it depends on the port, its fields and their serialisation (the fast paths)."""
+        return self._entry(prefix, ip, ts, None)
 
     def _plan(self, addr_fields: Iterable[str]) -> tuple[tuple[str, str, str, str | None, dict], ...]:
         key = addr_fields if type(addr_fields) is tuple else tuple(addr_fields)
@@ -164,7 +169,7 @@ class Enricher:
         """
         return b",".join([entry[4] for entry in self._entries(record, addr_fields)])
 
-    def _entries(self, record: Mapping[str, Any], addr_fields: Iterable[str]) -> list[_Entry]:
+    def _entries(self, record: Mapping[str, Any], addr_fields: Iterable[str]) -> list[Answer]:
         """The cached answer of every address field to enrich (the hot path: mostly dict lookups)."""
         if self.inventory.generation != self._generation:
             self._check_generation()

@@ -100,3 +100,45 @@ def test_json_fast_path_output_is_the_raw_line_plus_the_full_parsers_fields(tmp_
     for line, enriched, record in zip(raw, out, want):
         extra = orjson.dumps(k8s(record))
         assert enriched == line[:-1] + b"," + extra[1:]  # byte for byte: raw line, then the fields in order
+
+
+def test_json_chunk_with_a_port_dependent_address_takes_the_full_parser_and_the_port_decides() -> None:
+    from enrich.fastpath import FastEnricher
+    from tests.enrich.test_enrichment import T0, make_enricher
+
+    enricher = make_enricher()  # 172.18.0.4: node-b, and hostNetwork agent-x listening on 2020
+    fast = FastEnricher(enricher)
+    lines = [
+        orjson.dumps({"ts": T0 + i, "uid": f"C{i}", "id.orig_h": "10.244.1.11", "id.orig_p": 40000 + i,
+                      "id.resp_h": "10.244.2.21", "id.resp_p": 8080})
+        for i in range(3)
+    ]  # fmt: skip
+    plain = b"\n".join(lines) + b"\n"
+    answer = fast.json_chunk(plain)
+    assert answer is not None and answer[2] == 3
+    got = [orjson.loads(x) for x in answer[0].splitlines()]
+    assert [g["resp_k8s.name"] for g in got] == ["cart-0"] * 3
+    to_agent = orjson.dumps(
+        {"ts": T0 + 5, "uid": "C9", "id.orig_h": "10.244.1.11", "id.orig_p": 40009,
+         "id.resp_h": "172.18.0.4", "id.resp_p": 2020}
+    )  # fmt: skip
+    assert fast.json_chunk(plain + to_agent + b"\n") is None  # the port decides: line by line
+
+
+def test_fast_path_answers_follow_inventory_changes_between_chunks() -> None:
+    from enrich.core.model import InventoryEvent
+    from enrich.fastpath import FastEnricher
+    from tests.enrich.test_enrichment import T0, WEB, make_enricher
+
+    enricher = make_enricher(grace=0)
+    fast = FastEnricher(enricher)
+
+    def chunk(ts: float) -> bytes:
+        line = {"ts": ts, "uid": "C1", "id.orig_h": "10.244.1.11", "id.orig_p": 1, "id.resp_h": "10.244.2.21"}
+        return orjson.dumps(line) + b"\n"
+
+    first = fast.json_chunk(chunk(T0 + 10))
+    assert first is not None and orjson.loads(first[0])["orig_k8s.name"] == WEB.name
+    enricher.inventory.apply(InventoryEvent(kind="Pod", type="DELETED", obj=WEB, ts=T0 + 20))
+    later = fast.json_chunk(chunk(T0 + 30))
+    assert later is not None and orjson.loads(later[0])["orig_k8s.kind"] == "unknown" and later[1] == 1
