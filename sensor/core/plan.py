@@ -133,10 +133,10 @@ def ct_keys(targets: Iterable[MirrorTarget]) -> frozenset[str]:
     return frozenset(str(ipaddress.ip_address(ip)) for t in targets for ip in t.ips)
 
 
-def _ct_filter(target: MirrorTarget, actual: ActualState, prog: int) -> TcFilter | None:
-    """The conntrack filter on one ingress: the one in place if it runs `prog`, else a new one at the lowest
-    priority none of ours holds (so it can be added before an old one goes)."""
-    mine = [f for f in actual.filters if f.ifindex == target.ifindex and f.direction == INGRESS]
+def _ct_filter(target: MirrorTarget, mine: list[TcFilter], prog: int) -> TcFilter | None:
+    """The conntrack filter on one ingress (`mine`: the filters there now): the one in place if it runs
+    `prog`, else a new one at the lowest priority none of ours holds (so it can be added before an old
+    one goes)."""
     for f in mine:
         if f.kind == CT and f.target == prog:
             return f
@@ -155,7 +155,7 @@ def _passes(
     New ones take priorities no filter of ours holds right now, so they can be added before stale ones go.
     """
     have = {f.cidr: f for f in kept}
-    used = {f.prio for f in kept} | occupied
+    used = occupied  # `kept` are among them
     free = (p for p in range(PRIO_FIRST, PRIO_MIRROR) if p not in used)
     out, overflow = [], []
     for cidr in cidrs:
@@ -180,19 +180,16 @@ def desired_filters(
     wanted_cidrs = set(cidrs)
     desired: list[TcFilter] = []
     overflow: list[str] = []
+    on: dict[tuple[int, str], list[TcFilter]] = {}  # the filters on each device and direction, grouped once
+    for f in actual.filters:
+        on.setdefault((f.ifindex, f.direction), []).append(f)
     for target in sorted(targets, key=lambda t: t.ifindex):
-        kept = [
-            f
-            for f in actual.filters
-            if f.ifindex == target.ifindex
-            and f.kind == PASS
-            and f.direction == EGRESS
-            and f.cidr in wanted_cidrs
-        ]
-        occupied = {f.prio for f in actual.filters if f.ifindex == target.ifindex and f.direction == EGRESS}
-        passes, over = _passes(target.ifindex, cidrs, kept, occupied)
+        egress = on.get((target.ifindex, EGRESS), [])
+        kept = [f for f in egress if f.kind == PASS and f.cidr in wanted_cidrs]
+        passes, over = _passes(target.ifindex, cidrs, kept, {f.prio for f in egress})
         desired.extend(passes)
-        ct = _ct_filter(target, actual, ct_prog) if ct_prog is not None else None
+        ingress = on.get((target.ifindex, INGRESS), [])
+        ct = _ct_filter(target, ingress, ct_prog) if ct_prog is not None else None
         desired.extend([ct] if ct is not None else [])
         desired.extend(_mirrors(target, capture))
         overflow.extend(over)
