@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
 SYS_BPF = {"x86_64": 321, "aarch64": 280, "ppc64le": 361, "s390x": 351, "riscv64": 280}
-BPF_MAP_CREATE, BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM, BPF_MAP_DELETE_ELEM = 0, 1, 2, 3
+BPF_MAP_CREATE, BPF_MAP_UPDATE_ELEM, BPF_MAP_DELETE_ELEM = 0, 2, 3
 BPF_MAP_GET_NEXT_KEY, BPF_PROG_LOAD, BPF_PROG_TEST_RUN, BPF_OBJ_GET_INFO_BY_FD = 4, 5, 10, 15
 BPF_MAP_TYPE_HASH, BPF_PROG_TYPE_SCHED_CLS = 1, 3
 MAX_ENTRIES = 4096  # pod addresses of this node (two per dual-stack pod)
@@ -99,10 +99,10 @@ def prog_test_run(fd: int, packet: bytes) -> int:
 class CtFilter:
     """The loaded conntrack filter: program fd and id, and the map of mirrored pods' addresses."""
 
-    def __init__(self, prog_fd: int, map_fd: int) -> None:
+    def __init__(self, prog_fd: int, map_fd: int, prog_id: int) -> None:
         self.prog_fd = prog_fd
         self.map_fd = map_fd
-        self.prog_id = obj_id(prog_fd)
+        self.prog_id = prog_id
 
     @classmethod
     def load(cls, btf_path: Path = VMLINUX_BTF) -> CtFilter:
@@ -117,7 +117,13 @@ class CtFilter:
         except OSError as exc:
             os.close(map_fd)
             raise _refused("the kernel refused the conntrack filter program", exc) from exc
-        return cls(prog_fd, map_fd)
+        try:
+            prog_id = obj_id(prog_fd)
+        except OSError as exc:
+            os.close(prog_fd)
+            os.close(map_fd)
+            raise _refused("cannot read the loaded program's id", exc) from exc
+        return cls(prog_fd, map_fd, prog_id)
 
     def close(self) -> None:
         for fd in (self.prog_fd, self.map_fd):
