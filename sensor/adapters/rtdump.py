@@ -28,28 +28,27 @@ _seq = itertools.count(1)
 Attrs = dict[int, bytes]
 
 
-def attrs(data: bytes, offset: int = 0) -> Attrs:
-    """Netlink attributes (type -> payload) starting at `offset`; the first of each type wins."""
-    out: Attrs = {}
+def _walk(data: bytes, offset: int = 0) -> Iterator[tuple[int, bytes]]:
+    """(type, payload) of each netlink attribute from `offset` on, in order."""
     while offset + 4 <= len(data):
         length, kind = struct.unpack_from("=HH", data, offset)
         if length < 4:
-            break
-        out.setdefault(kind & NLA_TYPE_MASK, data[offset + 4 : offset + length])
+            return
+        yield kind & NLA_TYPE_MASK, data[offset + 4 : offset + length]
         offset += (length + 3) & ~3
+
+
+def attrs(data: bytes, offset: int = 0) -> Attrs:
+    """Netlink attributes (type -> payload) starting at `offset`; the first of each type wins."""
+    out: Attrs = {}
+    for kind, payload in _walk(data, offset):
+        out.setdefault(kind, payload)
     return out
 
 
 def attr_list(data: bytes) -> list[bytes]:
     """Payloads of a nested list of attributes, in order (e.g. the actions of a filter)."""
-    out, offset = [], 0
-    while offset + 4 <= len(data):
-        length, _ = struct.unpack_from("=HH", data, offset)
-        if length < 4:
-            break
-        out.append(data[offset + 4 : offset + length])
-        offset += (length + 3) & ~3
-    return out
+    return [payload for _, payload in _walk(data)]
 
 
 def text(value: bytes | None) -> str | None:
@@ -167,7 +166,7 @@ def _u32_keys(sel: bytes) -> dict[int, tuple[int, int]] | None:
 
 
 def _cidr_from_keys(protocol: int, words: dict[int, tuple[int, int]] | None) -> str | None:
-    """Inverse of _pass_keys, for filters read back from the kernel."""
+    """Inverse of pass_keys, for filters read back from the kernel."""
     try:
         if words is None:
             return None

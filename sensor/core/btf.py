@@ -76,9 +76,6 @@ class Btf:
             if t is not None and t.kind in (FUNC, STRUCT) and t.name:
                 self._by_name.setdefault((t.kind, self._string(t.name)), type_id)
 
-    def __len__(self) -> int:
-        return len(self._types) - 1
-
     def _string(self, offset: int) -> str:
         start = self._strings + offset
         end = self._blob.index(b"\0", start, self._str_end)

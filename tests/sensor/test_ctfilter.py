@@ -135,7 +135,7 @@ def test_map_keys_are_ipv6_with_ipv4_mapped(ip, key):
     assert ctprog.key_ip(bytes.fromhex(key)) == ("fd00::5" if ":" in ip else ip)
 
 
-def test_the_program_is_small_and_ends_every_path():
+def test_the_program_is_small_and_ends_with_exit():
     layout = ctprog.KernelLayout(ct_lookup=1, ct_release=2, status=128, status_size=8, orig_src=32)
     code = ctprog.build(layout, map_fd=3)
     assert len(code) % 8 == 0 and len(code) // 8 < 128

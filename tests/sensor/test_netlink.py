@@ -89,7 +89,7 @@ def test_filters_read_back_as_planned_and_foreign_ones_untouched(routed):
         first = host.read_actual(set())
         assert first.filters == () and first.foreign_filters == {targets[1].ifindex: 1}
         the_plan = plan(targets, first, capture)
-        apply_all(host, the_plan.actions, links)
+        apply_all(host, the_plan.actions, first.names)
         owned = {(targets[0].ifindex, a.host_if)}  # a's clsact is ours, b's was there before
         actual = host.read_actual(owned)
         assert set(actual.filters) == set(the_plan.desired)
@@ -97,7 +97,7 @@ def test_filters_read_back_as_planned_and_foreign_ones_untouched(routed):
         assert "fd00:10::5/128" in passes and len(passes) in (2, 3)  # a and b collapse when aligned
         assert {f.target for f in actual.filters if f.kind == MIRROR} == {capture}
         assert plan(targets, actual, capture).actions == ()
-        apply_all(host, teardown(actual).actions, links)
+        apply_all(host, teardown(actual).actions, actual.names)
         assert host.read_actual(owned) == ActualState(
             clsact=frozenset({targets[1].ifindex}), foreign_filters={targets[1].ifindex: 1},
             names=host.read_actual(owned).names,
