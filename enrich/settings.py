@@ -228,9 +228,10 @@ def load_settings(path: Path | None, env: Mapping[str, str]) -> RunSettings:
     settings = _build(RunSettings, data, "", env)
     if settings.output.dir.resolve() == settings.source.log_dir.resolve():
         raise ConfigError("output.dir: must not be the same directory as source.log_dir")
-    address = settings.metrics.address
-    if address and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\s]*):[0-9]{1,5}", address):
-        raise ConfigError(f"metrics.address: expected HOST:PORT (or :PORT), got {address!r}")
+    if settings.metrics.address:
+        from enrich.adapters.metrics import parse_address  # no prometheus_client: that loads on use
+
+        parse_address(settings.metrics.address)
     if settings.filter.sinks and not settings.filter.rules:
         raise ConfigError("filter.rules: required when filter.sinks are set")
     return settings

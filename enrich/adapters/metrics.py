@@ -123,8 +123,14 @@ class Unserved(Metrics):
 def parse_address(address: str) -> tuple[str, int]:
     """`HOST:PORT` (or `:PORT`, `[v6]:PORT`) for the metrics server."""
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"metrics.address: expected HOST:PORT, got {address!r}")
+    if (
+        not sep
+        or not port.isascii()
+        or not port.isdigit()
+        or int(port) > 65535
+        or any(c.isspace() for c in host)
+    ):
+        raise ConfigError(f"metrics.address: expected HOST:PORT (or :PORT, port 0-65535), got {address!r}")
     return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - a DaemonSet's metrics port
 
 

@@ -182,6 +182,7 @@ def test_environment_overrides_the_file_and_is_validated(tmp_path: Path) -> None
         ("output:\n  keep: -1\n", "output.keep: must not be negative"),
         ("source: [1]\n", "source: expected a mapping"),
         ("metrics:\n  address: nowhere\n", "metrics.address: expected HOST:PORT"),
+        ('metrics:\n  address: ":99999"\n', "metrics.address: expected HOST:PORT (or :PORT, port 0-65535)"),
         ("inventory:\n  files: notalist\n", None),
     ],
 )
