@@ -21,10 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sensor.adapters import bpf  # noqa: E402
 from sensor.adapters.handoff import Ledger  # noqa: E402
 from sensor.adapters.netlink import NetlinkHost  # noqa: E402
 from sensor.agent import Agent  # noqa: E402
 from sensor.core.selection import PodView  # noqa: E402
+from sensor.errors import CtFilterUnavailable  # noqa: E402
 from sensor.settings import load_settings  # noqa: E402
 from tests.sensor.conftest import SensorProcess, pod_object  # noqa: E402
 from tests.sensor.podnet import PodNet  # noqa: E402
@@ -70,8 +72,13 @@ def in_process(net: PodNet, pods, tmp: Path) -> list[tuple[str, str]]:
     }
     settings = load_settings(None, env)
     rows = []
+    try:
+        ct = bpf.CtFilter.load()  # as the sensor does by default (capture.conntrack_filter: auto)
+    except CtFilterUnavailable as exc:
+        print(f"conntrack filter unavailable ({exc}): measured without it", file=sys.stderr)
+        ct = None
     with NetlinkHost(settings.capture, settings.netns_dirs) as host:
-        agent = Agent(settings, host, Ledger(settings.state_file))
+        agent = Agent(settings, host, Ledger(settings.state_file), ct=ct)
         n = len(pods)
         scenarios = (
             (f"{n} pods, contiguous IPs (pass CIDRs collapse)", 1),
@@ -91,6 +98,8 @@ def in_process(net: PodNet, pods, tmp: Path) -> list[tuple[str, str]]:
             )
             seconds, _ = timed(lambda: agent.teardown())
             rows.append((f"{label}: teardown", f"{seconds:.2f} s"))
+    if ct is not None:
+        ct.close()
     return rows
 
 
