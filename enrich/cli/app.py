@@ -59,7 +59,22 @@ class LazyGroup(click.Group):
         if module is None:
             return None
         commands = importlib.import_module(f"enrich.cli.{module}").COMMANDS
-        return next(c for c in commands if c.name == cmd_name)
+        command = next(c for c in commands if c.name == cmd_name)
+        name_envvars(command, f"KUBEZEEK_{cmd_name.upper()}")
+        return command
+
+
+def name_envvars(command: click.Command, prefix: str) -> None:
+    """Give every option the variable the help promises, KUBEZEEK_<COMMAND>_<OPTION>, named after its
+    flag: click's automatic name follows the Python parameter (`--log` stored as `log_name` would be
+    read from ..._LOG_NAME). Subcommands get their own prefix (KUBEZEEK_INVENTORY_RECORD_...)."""
+    for param in command.params:
+        longs = [o for o in param.opts if o.startswith("--")]
+        if isinstance(param, click.Option) and param.envvar is None and longs:
+            param.envvar = f"{prefix}_{longs[0][2:].replace('-', '_').upper()}"
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            name_envvars(sub, f"{prefix}_{name.upper()}")
 
 
 @click.group(

@@ -45,7 +45,6 @@ def _networks(values: tuple[str, ...]) -> dict[str, list[str]]:
     "--sink",
     "sinks",
     multiple=True,
-    envvar="KUBEZEEK_FILTER_SINK",
     help="stdout, file:PATH, http(s)://..., syslog+tcp|tls://; repeatable.",
 )
 @click.option(
@@ -55,14 +54,12 @@ def _networks(values: tuple[str, ...]) -> dict[str, list[str]]:
     "--network",
     "networks",
     multiple=True,
-    envvar="KUBEZEEK_FILTER_NETWORK",
     help="Named network override, NAME=CIDR[,CIDR]; repeatable.",
 )
 @click.option(
     "--path",
     "stdin_path",
     default="unknown",
-    envvar="KUBEZEEK_FILTER_PATH",
     help="Zeek log name of stdin records without `_path`.",
 )
 @click.option(

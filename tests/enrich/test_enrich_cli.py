@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import click
 import orjson
 import pytest
 from click.testing import CliRunner
@@ -170,3 +171,31 @@ def test_a_json_batch_run_imports_neither_prometheus_nor_pyarrow(tmp_path: Path)
     done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout
     assert "100% of lines on the fast path" in done.stderr
+
+
+def test_every_option_reads_the_variable_named_after_its_flag() -> None:
+    """KUBEZEEK_<COMMAND>_<OPTION>, as `kubezeek --help` promises, also for options stored under
+    another Python name (`--log` as `log_name`, `-o/--output` as `outdir`)."""
+    from enrich.cli.app import VERBS
+
+    ctx = click.Context(main)
+
+    def check(command: click.Command, prefix: str) -> int:
+        seen = 0
+        for param in command.params:
+            longs = [o for o in param.opts if o.startswith("--")]
+            if isinstance(param, click.Option) and longs:
+                assert param.envvar == f"{prefix}_{longs[0][2:].replace('-', '_').upper()}", param.opts
+                seen += 1
+        if isinstance(command, click.Group):
+            seen += sum(check(sub, f"{prefix}_{name.upper()}") for name, sub in command.commands.items())
+        return seen
+
+    assert sum(check(main.get_command(ctx, verb), f"KUBEZEEK_{verb.upper()}") for verb in VERBS) > 40
+
+
+def test_an_option_stored_under_another_name_is_read_from_its_variable(tmp_path: Path) -> None:
+    out = tmp_path / "from-env"
+    res = CliRunner().invoke(main, ["demo"], env={"KUBEZEEK_DEMO_OUTPUT": str(out)})
+    assert res.exit_code == 0, res.output
+    assert (out / "enriched" / "conn.log").is_file()
