@@ -275,24 +275,21 @@ def record_cluster(
     clock: Callable[[], float] = time.monotonic,
 ) -> RecordStats:
     """Write the cluster as watch-event JSON lines (with `ts`) until `duration` seconds after every
-    resource's initial list (None: until `stop` is set or Ctrl-C, which ends it cleanly). The feed
+    resource's initial list (None: until `stop` is set; the CLI sets it on Ctrl-C and SIGTERM). The feed
     must be started; it is not stopped. KubeError if the initial lists are not all done within
     `sync_timeout` seconds."""
     recorder = _Recorder(out)
     stop = stop or threading.Event()
     started, synced_at = clock(), None
-    try:
-        while not stop.is_set():
-            recorder.write(feed.take(timeout=0.1))
-            now = clock()
-            if synced_at is None and feed.synced:
-                synced_at = now
-            elif synced_at is None and now - started > sync_timeout:
-                missing = ", ".join(w.resource.plural for w in feed.watches if not w.synced.is_set())
-                raise KubeError(f"could not list {missing} from the API server within {sync_timeout:g}s")
-            if synced_at is not None and duration is not None and now >= synced_at + duration:
-                break
-    except KeyboardInterrupt:
-        log.info("interrupted: writing what was seen so far")
+    while not stop.is_set():
+        recorder.write(feed.take(timeout=0.1))
+        now = clock()
+        if synced_at is None and feed.synced:
+            synced_at = now
+        elif synced_at is None and now - started > sync_timeout:
+            missing = ", ".join(w.resource.plural for w in feed.watches if not w.synced.is_set())
+            raise KubeError(f"could not list {missing} from the API server within {sync_timeout:g}s")
+        if synced_at is not None and duration is not None and now >= synced_at + duration:
+            break
     recorder.write(feed.take())
     return recorder.stats

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -44,3 +47,17 @@ def setup_logging(verbose: int = 0) -> None:
 def is_interactive() -> bool:
     """Progress output only on a terminal; quiet when piped."""
     return sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """SIGTERM and SIGINT set the event instead of interrupting: the command finishes what it is
+    doing (a chunk, a write), flushes and returns. Own handlers also make Ctrl-C work in a job
+    started in the background, which inherits SIGINT as ignored (no KeyboardInterrupt then)."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -7,35 +7,19 @@ Exit codes: 0 done (or stopped by SIGTERM/SIGINT after a final flush and checkpo
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
-from enrich.cli.base import is_interactive, maps_errors, setup_logging
+from enrich.cli.base import is_interactive, maps_errors, setup_logging, stop_on_signals
 from enrich.daemon import open_inventory, run_daemon
 from enrich.pipeline import EngineSettings, EnrichStats, enrich_directory
 
 log = logging.getLogger("kubezeek.enrich")
 PROGRESS_MIN_BYTES = 20 * 1024 * 1024
-
-
-@contextlib.contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """SIGTERM/SIGINT set the event: the loop finishes its chunk, flushes, checkpoints and returns."""
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _progress(stats: EnrichStats, total: int) -> None:
@@ -116,7 +100,7 @@ def enrich_command(
     settings = EngineSettings(follow=follow, hold_unknown=hold)
     progress = _progress if is_interactive() and not follow else None
     outdir = None if output == "-" else Path(output)
-    with _stop_on_signals() as stop:
+    with stop_on_signals() as stop:
         try:
             stats = enrich_directory(
                 logdir, outdir, handle.enricher, follow, state=state, settings=settings, stop=stop,
@@ -154,7 +138,7 @@ def run_command(config: Path | None, check: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     log.info("effective settings: %s", describe(settings, redact))
-    with _stop_on_signals() as stop:
+    with stop_on_signals() as stop:
         stats = run_daemon(settings, stop)
     log.info("%s", _summary(stats))
 

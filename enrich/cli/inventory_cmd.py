@@ -7,15 +7,13 @@ Exit codes: 0 recorded (also on Ctrl-C, with everything seen so far written); 1 
 from __future__ import annotations
 
 import contextlib
-import signal
 import sys
-import threading
 from collections.abc import Iterator
 from typing import IO
 
 import click
 
-from enrich.cli.base import maps_errors, setup_logging
+from enrich.cli.base import maps_errors, setup_logging, stop_on_signals
 from enrich.errors import InventoryError
 
 
@@ -63,20 +61,12 @@ def record(
 
     setup_logging(verbose)
     feed = ClusterFeed(api_client(kubeconfig, context), INVENTORY_RESOURCES)
-    # Own handlers: a job started in the background inherits SIGINT as ignored, and Python then
-    # raises no KeyboardInterrupt; SIGTERM (a pod or CI stopping us) ends the recording cleanly too.
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with _opened(output) as out:
-            feed.start()
-            try:
-                stats = record_cluster(feed, out, duration=duration, sync_timeout=sync_timeout, stop=stop)
-            finally:
-                feed.stop(timeout=2.0)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with stop_on_signals() as stop, _opened(output) as out:  # Ctrl-C or SIGTERM: what was seen is kept
+        feed.start()
+        try:
+            stats = record_cluster(feed, out, duration=duration, sync_timeout=sync_timeout, stop=stop)
+        finally:
+            feed.stop(timeout=2.0)
     counts = ", ".join(f"{n} {kind}" for kind, n in sorted(stats.events.items())) or "no events"
     click.echo(f"recorded {counts} to {output}", err=True)
 
