@@ -244,14 +244,13 @@ class DeliverySink:
             lines, position = self._queue.peek(self._batch)
             if not lines:
                 return
+            accepted = len(lines)
             try:
                 self._transport.deliver(lines)
-            except RejectedBatch as exc:
+            except RejectedBatch as exc:  # the peer answered: the batch is done with, like a delivery
                 self.rejected += exc.count
-                self.delivered += len(lines) - exc.count
-                self._queue.commit(position, len(lines))
+                accepted -= exc.count
                 log.error("%s: peer rejected %d records for good: %s", self.name, exc.count, exc)
-                continue
             except TransientSinkError as exc:
                 self._failures += 1
                 delay = min(self._backoff_max, self._backoff_base * 2 ** (self._failures - 1))
@@ -265,7 +264,7 @@ class DeliverySink:
                 )
                 continue
             self._queue.commit(position, len(lines))
-            self.delivered += len(lines)
+            self.delivered += accepted
             if self._failures:
                 log.info("%s: delivering again after %d failed attempts", self.name, self._failures)
             self._failures = 0

@@ -139,6 +139,20 @@ def test_rejected_batches_are_counted_and_logged(caplog) -> None:
     assert "rejected 3 records" in caplog.text
 
 
+def test_a_rejected_batch_ends_a_run_of_failed_attempts(caplog) -> None:
+    # The peer answered, so the next outage starts its back-off from the beginning again.
+    caplog.set_level(logging.INFO, logger="enrich.adapters.sinks")
+    port = free_port()
+    with HttpPeer(port, status=503) as peer:
+        sink = open_sink(f"http://127.0.0.1:{port}/")
+        sink.send(recs(0, 3))
+        assert sink.stats()["queued"] == 3
+        peer.status = 400
+        assert sink.close(timeout=5) == 0
+    assert sink.stats() == {"delivered": 0, "queued": 0, "dropped": 3}
+    assert "delivering again after 1 failed attempts" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("spec", "problem"),
     [
