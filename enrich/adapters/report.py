@@ -264,10 +264,12 @@ def _name(row: tuple[object, ...]) -> str:
 
 def incidents(records: pd.DataFrame) -> str:
     flagged = records[is_incident(records)]
-    if flagged.empty or "ts" not in flagged.columns or flagged["ts"].isna().all():
+    if flagged.empty:
         return (
             '<p class="empty">no incident records in the input (run <code>kubezeek filter</code> first)</p>'
         )
+    if "ts" not in flagged.columns or pd.to_numeric(flagged["ts"], errors="coerce").isna().all():
+        return f'<p class="empty">{len(flagged):,} incident records, none with a usable ts: no timeline</p>'
     rows = flagged.assign(severity=flagged.get("incident.severity")).explode("incident.rules")
     counts = rows.groupby(["incident.rules", "severity"]).agg(records=("ts", "size"), first=("ts", "min"),
                                                               last=("ts", "max")).reset_index()  # fmt: skip
@@ -277,8 +279,8 @@ def incidents(records: pd.DataFrame) -> str:
 
 
 def _timeline(flagged: pd.DataFrame) -> Figure:
-    flagged = flagged[pd.to_numeric(flagged["ts"], errors="coerce").notna()]
     ts = pd.to_numeric(flagged["ts"], errors="coerce")
+    flagged, ts = flagged[ts.notna()], ts[ts.notna()]
     start, end = float(ts.min()), float(ts.max())
     width = max((end - start) / 30, 1.0)
     bins = ((ts - start) // width).astype(int)

@@ -162,3 +162,15 @@ def test_certificate_problems_from_real_zeek_output(zeek_samples: Path, tmp_path
     tls = section(target.read_text(), "tls")
     assert all(f"<td>certificate: {html.escape(s)}</td>" in tls for s in statuses)
     assert "(external)</td>" in tls
+
+
+def test_incident_records_without_a_usable_ts_are_counted_not_called_missing() -> None:
+    import pandas as pd
+
+    from enrich.adapters.report import incidents
+
+    flagged = pd.DataFrame(
+        {"ts": ["soon", None], "incident.rules": [["r1"], ["r2"]], "incident.severity": ["high", "low"]}
+    )
+    assert "2 incident records, none with a usable ts" in incidents(flagged)
+    assert "no incident records in the input" in incidents(flagged.iloc[0:0])
