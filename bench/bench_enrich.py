@@ -133,11 +133,9 @@ def zat_reader(path: Path) -> tuple[Timing, int]:
     return (time.perf_counter() - start, time.process_time() - cpu), rows
 
 
-ENGINE_SECONDS: list[float] = []  # from each run's summary line: the engine alone, without start-up
-
-
-def run_enrich(logdir: Path, inventory: Path, outdir: Path) -> tuple[Timing, int]:
-    """`kubezeek enrich` as a user runs it (process start included): timing and peak RSS (KiB)."""
+def run_enrich(logdir: Path, inventory: Path, outdir: Path) -> tuple[Timing, int, float]:
+    """`kubezeek enrich` as a user runs it (process start included): timing, peak RSS (KiB), and the
+    engine's own seconds from its summary line (start-up excluded)."""
     shutil.rmtree(outdir, ignore_errors=True)
     start = time.perf_counter()
     with tempfile.TemporaryFile() as err:
@@ -151,8 +149,7 @@ def run_enrich(logdir: Path, inventory: Path, outdir: Path) -> tuple[Timing, int
         summary = re.search(rb"enriched [0-9,]+ records from \d+ files in ([0-9.]+)s", log)
     if status != 0 or summary is None:
         raise SystemExit(f"kubezeek enrich failed on {logdir}: status {status}\n{log[-2000:].decode()}")
-    ENGINE_SECONDS.append(float(summary.group(1)))
-    return (elapsed, usage.ru_utime + usage.ru_stime), usage.ru_maxrss
+    return (elapsed, usage.ru_utime + usage.ru_stime), usage.ru_maxrss, float(summary.group(1))
 
 
 def best(runs: list) -> Timing:  # type: ignore[type-arg]
@@ -247,13 +244,13 @@ def main() -> None:
         a, b, ej, et = [], [], [], []
         for _ in range(rounds):  # interleaved, each run right after its baseline: paired ratios
             a.append(orjson_loop(full["json"]))
-            t, rss_json = run_enrich(full["json"].parent, full["inventory"], work / "out-json")
-            ej.append((*t, ENGINE_SECONDS[-1]))
+            t, rss_json, engine = run_enrich(full["json"].parent, full["inventory"], work / "out-json")
+            ej.append((*t, engine))
             t, zat_rows = zat_reader(full["tsv"])
             b.append(t)
-            t, rss_tsv = run_enrich(full["tsv"].parent, full["inventory"], work / "out-tsv")
-            et.append((*t, ENGINE_SECONDS[-1]))
-        _, rss_quarter = run_enrich(quarter["json"].parent, quarter["inventory"], work / "out-quarter")
+            t, rss_tsv, engine = run_enrich(full["tsv"].parent, full["inventory"], work / "out-tsv")
+            et.append((*t, engine))
+        _, rss_quarter, _ = run_enrich(quarter["json"].parent, quarter["inventory"], work / "out-quarter")
         out_json, out_tsv = (
             count_lines(work / "out-json" / "conn.log"),
             count_lines(work / "out-tsv" / "conn.log"),
