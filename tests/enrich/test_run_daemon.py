@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from enrich.cli import main
 from tests.conftest import scenario_paths
+from tests.support.fakeapi import wait_for
 
 KUBEZEEK = str(Path(sys.executable).with_name("kubezeek"))
 
@@ -86,15 +87,6 @@ def get(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def poll(check, timeout: float = 30.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
 def metric(text: str, name: str, **labels: str) -> float:
     want = ",".join(f'{k}="{v}"' for k, v in labels.items())
     for line in text.splitlines():
@@ -110,7 +102,7 @@ def test_daemon_enriches_filters_exports_reports_and_stops_cleanly(tmp_path: Pat
     try:
         port = int(daemon.wait_for(r"metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1))
         base = f"http://127.0.0.1:{port}"
-        poll(lambda: get(base + "/readyz")[0] == 200)
+        wait_for(lambda: get(base + "/readyz")[0] == 200, 30, "/readyz to answer 200")
         assert get(base + "/healthz")[0] == 200
         for log in scenario_paths("compromised")["json_logs"].glob("*.log"):
             shutil.copy(log, tmp_path / "zeek" / log.name)
@@ -123,21 +115,23 @@ def test_daemon_enriches_filters_exports_reports_and_stops_cleanly(tmp_path: Pat
         def enriched() -> int:
             return sum(len(p.read_bytes().splitlines()) for p in (tmp_path / "enriched").glob("conn*.log"))
 
-        poll(lambda: enriched() >= conn_lines)
+        wait_for(lambda: enriched() >= conn_lines, 30, "every conn record enriched")
 
         def committed_metrics() -> str | None:
             text = get(base + "/metrics")[1]
             done = metric(text, "kubezeek_parse_errors_total", file="conn.log")
             return text if done and metric(text, "kubezeek_checkpoint_commits_total") else None
 
-        text = poll(committed_metrics)
+        text = wait_for(committed_metrics, 30, "a parse error and a commit in /metrics")
         assert metric(text, "kubezeek_lines_read_total", log="conn") == conn_lines + 1
         assert metric(text, "kubezeek_records_out_total", log="conn") == conn_lines
         assert metric(text, "kubezeek_parse_errors_total", file="conn.log") == 1
         assert "kubezeek_output_lag_seconds_bucket" in text and "kubezeek_inventory_staleness_seconds" in text
         assert get(base + "/nothing")[0] == 404
-        incidents = poll(
-            lambda: (tmp_path / "incidents.jsonl").exists() and (tmp_path / "incidents.jsonl").read_bytes()
+        incidents = wait_for(
+            lambda: (tmp_path / "incidents.jsonl").exists() and (tmp_path / "incidents.jsonl").read_bytes(),
+            30,
+            "incident records exported",
         )
         assert all("incident.rules" in orjson.loads(x) for x in incidents.splitlines())
     finally:
