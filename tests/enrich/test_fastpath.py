@@ -10,12 +10,12 @@ import orjson
 from enrich.pipeline import enrich_directory
 from tests.conftest import scenario_paths
 from tests.enrich.test_pipeline import enricher_for, expected, k8s, records
+from tests.support.zeeklogs import header_and_rows
 
 
 def _tsv(log: str) -> tuple[list[bytes], list[list[bytes]]]:
-    lines = scenario_paths("compromised")["tsv_logs"].joinpath(f"{log}.log").read_bytes().splitlines()
-    header = [x for x in lines if x.startswith(b"#") and not x.startswith(b"#close")]
-    return header, [x.split(b"\t") for x in lines if not x.startswith(b"#")]
+    header, rows = header_and_rows(scenario_paths("compromised")["tsv_logs"] / f"{log}.log")
+    return header, [row.split(b"\t") for row in rows]
 
 
 def _write(logs: Path, name: str, lines: list[bytes]) -> Path:

@@ -19,6 +19,7 @@ from enrich.core.zeeklog import LogReader
 from enrich.errors import ConfigError, SinkError
 from enrich.pipeline import EngineSettings, enrich_directory
 from tests.conftest import scenario_paths
+from tests.support.zeeklogs import header_and_rows
 
 
 def enricher_for(name: str) -> Enricher:
@@ -220,9 +221,8 @@ def test_quarantine_goes_to_the_log_when_writing_to_stdout(
 
 
 def test_tsv_fast_path_equals_the_full_parser(tmp_path: Path) -> None:
-    tsv = scenario_paths("compromised")["tsv_logs"].joinpath("conn.log").read_bytes().splitlines()
-    header = [x for x in tsv if x.startswith(b"#") and not x.startswith(b"#close")]
-    rows = [x.split(b"\t") for x in tsv if not x.startswith(b"#")]
+    header, lines = header_and_rows(scenario_paths("compromised")["tsv_logs"] / "conn.log")
+    rows = [line.split(b"\t") for line in lines]
     logs = tmp_path / "logs"
     logs.mkdir()
     lines = []

@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from tests.conftest import scenario_paths
+from tests.support.zeeklogs import header_and_rows
 
 KUBEZEEK = str(Path(sys.executable).with_name("kubezeek"))
 KILLS = 12
@@ -34,9 +35,7 @@ class ZeekLikeWriter(threading.Thread):
         self.uids: list[str] = []
         self.stop = threading.Event()
         src = scenario_paths("compromised")[f"{fmt}_logs"] / f"{log}.log"
-        text = src.read_bytes().splitlines()
-        self.header = [x for x in text if x.startswith(b"#") and not x.startswith(b"#close")]
-        self.templates = [x for x in text if x and not x.startswith(b"#")]
+        self.header, self.templates = header_and_rows(src)
         self.rotations = 0
 
     def line(self, n: int) -> bytes:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from enrich.core.zeeklog import LineError, LogFormat, LogReader, log_path_from_filename
 from tests.conftest import PCAPS
 from tests.enrich.zeeklines import read_all
+from tests.support.zeeklogs import header_and_rows
 
 TSV_CONN = PCAPS / "shop.zeek" / "tsv" / "conn.log"
 JSON_CONN = PCAPS / "shop.zeek" / "json" / "conn.log"
@@ -20,13 +21,6 @@ TSV_DNS = PCAPS / "compromised.zeek" / "tsv" / "dns.log"
 
 def _tsv_lines() -> list[bytes]:
     return TSV_CONN.read_bytes().splitlines()
-
-
-def _header_and_rows(path=TSV_CONN) -> tuple[list[bytes], list[bytes]]:
-    lines = path.read_bytes().splitlines()
-    header = [line for line in lines if line.startswith(b"#") and not line.startswith(b"#close")]
-    rows = [line for line in lines if not line.startswith(b"#")]
-    return header, rows
 
 
 @pytest.mark.parametrize(
@@ -59,7 +53,7 @@ def test_other_separator_declared_in_header_is_honoured() -> None:
 
 
 def test_tsv_escapes_are_decoded_in_strings_and_set_elements() -> None:
-    header, rows = _header_and_rows(TSV_DNS)
+    header, rows = header_and_rows(TSV_DNS)
     fields = header[6].split(b"\t")[1:]
     values = rows[0].split(b"\t")
     values[fields.index(b"query")] = b"evil\\x09name\\x5c\\\\x"
@@ -71,7 +65,7 @@ def test_tsv_escapes_are_decoded_in_strings_and_set_elements() -> None:
 
 
 def test_escaped_non_utf8_bytes_read_like_zeeks_json_writes_them() -> None:
-    header, rows = _header_and_rows(TSV_DNS)
+    header, rows = header_and_rows(TSV_DNS)
     fields = header[6].split(b"\t")[1:]
     values = rows[0].split(b"\t")
     values[fields.index(b"query")] = b"caf\\xc3\\xa9\\xff"
@@ -80,7 +74,7 @@ def test_escaped_non_utf8_bytes_read_like_zeeks_json_writes_them() -> None:
 
 
 def test_empty_string_and_empty_container_and_unset() -> None:
-    header, rows = _header_and_rows(TSV_DNS)
+    header, rows = header_and_rows(TSV_DNS)
     fields = [f.decode() for f in header[6].split(b"\t")[1:]]
     values = rows[0].split(b"\t")
     values[fields.index("query")] = b"(empty)"
@@ -178,7 +172,7 @@ def test_file_in_neither_format() -> None:
 
 
 def test_data_before_header_and_after_close() -> None:
-    header, rows = _header_and_rows()
+    header, rows = header_and_rows(TSV_CONN)
     data = b"\n".join([rows[0], *header, rows[1], b"#close\t2026-11-22-02-09-14", rows[2]])
     _, records, errors = read_all("conn.log", b"#separator \\x09\n" + data)
     assert [e.reason for e in errors] == [
@@ -198,7 +192,7 @@ def test_header_repeated_after_reopen_starts_a_fresh_section() -> None:
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.lists(st.binary(max_size=300), max_size=8), st.sampled_from(["tsv", "json"]))
 def test_fuzzed_lines_never_crash_the_parser(lines: list[bytes], fmt: str) -> None:
-    header, _ = _header_and_rows()
+    header, _ = header_and_rows(TSV_CONN)
     reader = LogReader(source="conn.log")
     prefix = header if fmt == "tsv" else JSON_CONN.read_bytes().splitlines()[:1]
     for lineno, line in enumerate([*prefix, *lines], 1):
@@ -209,7 +203,7 @@ def test_fuzzed_lines_never_crash_the_parser(lines: list[bytes], fmt: str) -> No
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=200))
 def test_fuzzed_tsv_string_fields_never_crash_the_parser(value: str) -> None:
-    header, rows = _header_and_rows()
+    header, rows = header_and_rows(TSV_CONN)
     cells = rows[0].split(b"\t")
     cells[1] = value.encode("utf-8", "surrogatepass") if value else b"x"
     reader = LogReader(source="conn.log")
