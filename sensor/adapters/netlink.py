@@ -144,7 +144,8 @@ class NetlinkHost:
     def ensure_capture(self) -> int:
         """Create (or repair) the capture veth pair, MTU set, both ends up; return kz0's index."""
         cap = self.capture
-        link = self._by_name(cap.interface)
+        named = {link.name: link for link in self.links().values()}  # one dump: this runs every reconcile
+        link = named.get(cap.interface)
         if link is not None and link.alias != CAPTURE_ALIAS:
             raise CaptureInterfaceError(
                 f"a device named {cap.interface} exists and was not created by the sensor"
@@ -160,14 +161,14 @@ class NetlinkHost:
                 peer={"ifname": cap.peer},
             )
             log.info("created capture interface %s (veth, peer %s)", cap.interface, cap.peer)
+            named = {new.name: new for new in self.links().values()}
         for name in (cap.interface, cap.peer):
-            self._set_up(name, created=link is None)
-        return self.capture_ifindex() or 0
+            self._set_up(name, named.get(name), created=link is None)
+        return named[cap.interface].index
 
-    def _set_up(self, name: str, *, created: bool) -> None:
+    def _set_up(self, name: str, link: Link | None, *, created: bool) -> None:
         """MTU, up, our alias; the peer drops what it receives (no ARP, no IPv6, no address)."""
         cap = self.capture
-        link = self._by_name(name)
         if link is None:
             raise CaptureInterfaceError(f"{name} is missing (half of the capture veth pair)")
         peer = name == cap.peer
