@@ -2,7 +2,8 @@
 
 JSON: msgspec decodes every line of a chunk at once (`decode_lines`) into a three-field struct
 (`ts`, `id.orig_h`, `id.resp_h`), which also validates each line as one JSON object; the raw
-lines are cut at their `}\\n{` joints, and the enrichment goes in each joint as bytes. TSV: see
+lines (`io.BytesIO.readlines`, which finds line ends with memchr) lose their closing `}\\n`, and
+the enrichment goes there as bytes. TSV: see
 `enrich/fasttsv.py` (a columnar plan over pyarrow). In both, the enrichment of each address is
 cached as serialised bytes with the time window in which it holds (`Fragments`). Anything
 unexpected returns None, and the caller takes the full parser line by line.
@@ -10,8 +11,10 @@ unexpected returns None, and the caller takes the full parser line by line.
 
 from __future__ import annotations
 
+import io
 import operator
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -23,8 +26,9 @@ if TYPE_CHECKING:
     from enrich.fasttsv import TsvPlan
 
 CACHE_MAX = 200_000
+PART_BYTES = 128 << 10  # JSON chunks are enriched in parts of about this size (cache-sized)
 INF, NEG_INF = float("inf"), float("-inf")
-JOINT = b"}\n{"  # between two JSON lines: the enrichment of the first goes before it
+LINE_END = b"}\n"  # what closes a JSON line; the enrichment goes before it
 
 
 class _Tuple(msgspec.Struct, gc=False):
@@ -37,6 +41,7 @@ class _Tuple(msgspec.Struct, gc=False):
 
 _DECODER = msgspec.json.Decoder(_Tuple)
 _TS, _ORIG, _RESP = operator.attrgetter("ts"), operator.attrgetter("orig"), operator.attrgetter("resp")
+_BODY = operator.itemgetter(slice(None, -2))  # a JSON line without its closing `}\n`
 
 
 def clean_text(data: bytes) -> bool:
@@ -126,54 +131,74 @@ class FastEnricher:
     def __init__(self, enricher: Enricher) -> None:
         self.enricher = enricher
         self.orig = Fragments("orig", b"")
-        self.resp_joint = Fragments("resp", JOINT)  # JSON: closes its line and opens the next
-        self.resp_end = Fragments("resp", b"}\n")  # TSV: closes its line
+        self.resp = Fragments("resp", LINE_END)  # the resp side closes its line
         self.generation = -1
         self.last_ts: float | None = None
 
     def fragments(
-        self, span: tuple[float, float], origs: Sequence[str], resps: Sequence[str], resp: Fragments
+        self, span: tuple[float, float], origs: Sequence[str], resps: Sequence[str]
     ) -> tuple[list[bytes], list[bytes]] | None:
         """Each address's fragment on each side for a time span, or None (see `Fragments.answers`)."""
         generation = self.enricher.inventory.generation
         if generation != self.generation:
-            for side in (self.orig, self.resp_joint, self.resp_end):
+            for side in (self.orig, self.resp):
                 side.clear()
             self.generation = generation
         answer = self.enricher.endpoint_answer
         ofr = self.orig.answers(origs, *span, answer)
-        rfr = resp.answers(resps, *span, answer) if ofr is not None else None
+        rfr = self.resp.answers(resps, *span, answer) if ofr is not None else None
         return None if ofr is None or rfr is None else (ofr, rfr)
 
     def json_chunk(self, data: bytes) -> tuple[bytes, int, int] | None:
         """A chunk of JSON lines enriched, its unknown endpoints and its lines; None: take the full parser.
 
+        Done in parts of about PART_BYTES, cut at line ends: one part's decoded records, lines and
+        output stay in the core's own cache, where a whole 1 MiB read would stream through memory
+        several times (see bench/results/enrich.md)."""
+        if len(data) <= PART_BYTES:
+            return self._json_part(data)
+        parts, unknown, nlines, pos = [], 0, 0, 0
+        while pos < len(data):
+            end = data.find(b"\n", pos + PART_BYTES) + 1 or len(data)
+            part = self._json_part(data[pos:end])
+            if part is None:
+                return None
+            parts.append(part[0])
+            unknown, nlines, pos = unknown + part[1], nlines + part[2], end
+        return b"".join(parts), unknown, nlines
+
+    def _json_part(self, data: bytes) -> tuple[bytes, int, int] | None:
+        """`json_chunk` for one part.
+
         Every line must be one JSON object with a numeric `ts` and string addresses (msgspec checks
-        the whole line and skips blank ones), start with `{` and end with `}`. Splitting at the
-        `}\\n{` joints then gives one body per record exactly when no line is blank or has
-        spaces around it: equal counts prove the chunk is its records joined by `}\\n{`, so
-        their count is the chunk's line count too."""
-        if not (data[:1] == b"{" and data.endswith(b"}\n")) or not clean_text(data):
+        the whole line and skips blank ones, so equal counts prove there are none) and end with
+        `}\\n` (the only bytes cut off, and all the full parser would strip from a valid line:
+        whitespace after the object sends the chunk there, and a chunk without any space, tab or
+        CR needs no line-by-line look)."""
+        if not (data[:1] == b"{" and data.endswith(LINE_END)) or not clean_text(data):
             return None
         try:
             records = _DECODER.decode_lines(data)
         except msgspec.DecodeError:  # also a missing or mistyped ts or address
             return None
-        bodies = data.split(JOINT)
-        nlines = len(bodies)
+        lines = io.BytesIO(data).readlines()
+        nlines = len(lines)
         if len(records) != nlines:
+            return None
+        if (b" " in data or b"\t" in data or b"\r" in data) and not all(
+            map(bytes.endswith, lines, repeat(LINE_END))
+        ):
             return None
         times = list(map(_TS, records))
         origs, resps = list(map(_ORIG, records)), list(map(_RESP, records))
-        answer = self.fragments((min(times), max(times)), origs, resps, self.resp_joint)
+        answer = self.fragments((min(times), max(times)), origs, resps)
         if answer is None:
             return None
         self.last_ts = times[-1]
         out: list[bytes] = [b""] * (3 * nlines)
-        out[0::3], out[1::3], out[2::3] = bodies, *answer
-        out[-3] = bodies[-1][:-2]  # the last line's own `}\n`: its resp fragment closes it
-        out[-1] = out[-1][:-1]  # ... without opening another line
-        unknown = self.orig.count_unknown(origs) + self.resp_joint.count_unknown(resps)
+        out[0::3] = map(_BODY, lines)
+        out[1::3], out[2::3] = answer
+        unknown = self.orig.count_unknown(origs) + self.resp.count_unknown(resps)
         return b"".join(out), unknown, nlines
 
     def tsv_chunk(self, plan: TsvPlan, data: bytes) -> tuple[bytes, int, int] | None:
@@ -182,8 +207,8 @@ class FastEnricher:
         if chunk is None:
             return None
         span = (chunk.first, chunk.last)
-        answer = self.fragments(span, chunk.orig_values, chunk.resp_values, self.resp_end)
+        answer = self.fragments(span, chunk.orig_values, chunk.resp_values)
         if answer is None:
             return None
         self.last_ts = chunk.last_ts
-        return chunk.enriched(*answer), chunk.count_unknown(self.orig, self.resp_end), chunk.rows
+        return chunk.enriched(*answer), chunk.count_unknown(self.orig, self.resp), chunk.rows

@@ -77,6 +77,8 @@ def test_json_fast_path_takes_clean_chunks_and_leaves_odd_ones_to_the_full_parse
     odd = {
         "blank line": [*good[:3], b"", *good[3:]],
         "space after a record": [good[0] + b" ", *good[1:]],
+        "tab after a record": [*good[:2], good[2] + b"\t", *good[3:]],
+        "CRLF line ends": [*(line + b"\r" for line in good[:-1]), good[-1]],
         "uppercase IPv6": [*good, good[0].replace(b'"id.resp_h":"', b'"id.resp_h":"FD00::0001","x":"')],
         "ts as a string": [*good, good[0].replace(b'{"ts":', b'{"ts":"1" ,"t":', 1)],
     }
@@ -90,16 +92,41 @@ def test_json_fast_path_takes_clean_chunks_and_leaves_odd_ones_to_the_full_parse
         assert [k8s(g) for g in got] == [k8s(w) for w in want], case
 
 
+def _assert_raw_plus_fields(tmp_path: Path, scenario: str, lines: list[bytes]) -> list[bytes]:
+    """Enrich `lines` as conn.log: every line on the fast path, each the raw line plus the full
+    parser's fields in order, byte for byte; returns the output lines."""
+    _write(tmp_path / "logs", "conn.log", lines)
+    stats = enrich_directory(tmp_path / "logs", tmp_path / "out", enricher_for(scenario))
+    out = (tmp_path / "out" / "conn.log").read_bytes().splitlines()
+    want = expected(tmp_path / "logs" / "conn.log", enricher_for(scenario))
+    assert stats.fast_lines == len(lines) == len(out)
+    assert [line[:-1] + b"," + orjson.dumps(k8s(record))[1:] for line, record in zip(lines, want)] == out
+    return out
+
+
 def test_json_fast_path_output_is_the_raw_line_plus_the_full_parsers_fields(tmp_path: Path) -> None:
     raw = scenario_paths("compromised")["json_logs"].joinpath("conn.log").read_bytes().splitlines()
-    _write(tmp_path / "logs", "conn.log", raw)
-    stats = enrich_directory(tmp_path / "logs", tmp_path / "out", enricher_for("compromised"))
-    out = (tmp_path / "out" / "conn.log").read_bytes().splitlines()
-    assert stats.fast_lines == len(raw) == len(out)
-    want = expected(tmp_path / "logs" / "conn.log", enricher_for("compromised"))
-    for line, enriched, record in zip(raw, out, want):
-        extra = orjson.dumps(k8s(record))
-        assert enriched == line[:-1] + b"," + extra[1:]  # byte for byte: raw line, then the fields in order
+    _assert_raw_plus_fields(tmp_path, "compromised", raw)
+
+
+def test_json_fast_path_keeps_a_space_before_a_record_as_the_full_parser_does(tmp_path: Path) -> None:
+    raw = scenario_paths("shop")["json_logs"].joinpath("conn.log").read_bytes().splitlines()
+    raw[1] = b" " + raw[1]  # JSON allows it; both paths keep it and insert before the closing brace
+    out = _assert_raw_plus_fields(tmp_path, "shop", raw)
+    assert out[1].startswith(b' {"ts":')
+
+
+def test_json_chunk_larger_than_a_part_is_enriched_in_parts_and_falls_back_whole(tmp_path: Path) -> None:
+    from enrich.fastpath import PART_BYTES
+
+    raw = scenario_paths("compromised")["json_logs"].joinpath("conn.log").read_bytes().splitlines()
+    lines = [raw[i % len(raw)] for i in range(3 * PART_BYTES // min(map(len, raw)))]  # 3+ parts
+    _assert_raw_plus_fields(tmp_path, "compromised", lines)
+
+    lines[-2] = lines[-2][:-1]  # a broken line in the last part: the whole chunk goes line by line
+    _write(tmp_path / "bad", "conn.log", lines)
+    stats = enrich_directory(tmp_path / "bad", tmp_path / "out-bad", enricher_for("compromised"))
+    assert stats.fast_lines == 0 and stats.records == len(lines) - 1 and stats.errors == 1
 
 
 def test_json_chunk_with_a_port_dependent_address_takes_the_full_parser_and_the_port_decides() -> None:
