@@ -64,7 +64,8 @@ class Enricher:
 
     Answers are cached per prefix and ip (and port, for node IPs with hostNetwork pods) together
     with the time window in which they hold, and dropped whenever the inventory changes, so a hot
-    IP costs a dict lookup. Returned values (labels dicts, lists) are shared with the cache: treat
+    IP costs a dict lookup; the inventory's own answer is kept per ip too, so the two sides of a
+    connection share one look-up. Returned values (labels dicts, lists) are shared with the cache: treat
     them as read-only.
     """
 
@@ -72,6 +73,7 @@ class Enricher:
         self.inventory = inventory
         self.settings = settings or EnrichSettings()
         self._caches: dict[str, dict[object, Answer]] = {}
+        self._matches: dict[str, Match] = {}  # the inventory's answer per address, shared by the sides
         self._cached = 0
         self._generation = inventory.generation
         self._plans: dict[tuple[str, ...], tuple[tuple[str, str, str, str | None, dict], ...]] = {}
@@ -86,6 +88,7 @@ class Enricher:
         if self.inventory.generation != self._generation:
             for cache in self._caches.values():
                 cache.clear()  # cleared in place: plans hold references to these dicts
+            self._matches.clear()
             self._cached = 0
             self._generation = self.inventory.generation
 
@@ -98,12 +101,16 @@ class Enricher:
             hit = cache.get((ip, port))
             if hit is not None and hit[0] <= ts < hit[1]:
                 return hit
-        match = self.inventory.lookup(ip, ts, port)
+        match = self._matches.get(ip)  # the other side may have asked for this address already
+        if match is None or match.port_sensitive or not match.valid_from <= ts < match.valid_to:
+            match = self.inventory.lookup(ip, ts, port)
+            self._matches[ip] = match
         fields = match_fields(prefix, match)
         entry = (match.valid_from, match.valid_to, match.port_sensitive, fields, orjson.dumps(fields)[1:-1])
         if self._cached >= self.settings.cache_entries:
             for other in self._caches.values():
                 other.clear()
+            self._matches.clear()
             self._cached = 0
         cache[ip] = entry
         self._cached += 1

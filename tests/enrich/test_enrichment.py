@@ -140,6 +140,19 @@ def test_cache_is_dropped_when_the_inventory_changes() -> None:
     assert enricher.fields_for(record, CONN)["orig_k8s.name"] == "late"
 
 
+def test_the_two_sides_share_the_inventorys_answer_for_an_address_while_it_holds() -> None:
+    enricher = make_enricher(grace=0)
+    asked: list[str] = []
+    lookup = enricher.inventory.lookup
+    enricher.inventory.lookup = lambda ip, ts, port=None: asked.append(ip) or lookup(ip, ts, port)  # type: ignore[method-assign]
+    there = enricher.fields_for(conn("10.244.1.11", "10.244.2.21", ts=T0 + 10), CONN)
+    back = enricher.fields_for(conn("10.244.2.21", "10.244.1.11", ts=T0 + 11), CONN)
+    assert (there["orig_k8s.name"], back["resp_k8s.name"]) == (WEB.name, WEB.name)
+    assert sorted(asked) == ["10.244.1.11", "10.244.2.21"]  # once per address, not once per side
+    enricher.inventory.apply(InventoryEvent(kind="Pod", type="DELETED", obj=WEB, ts=T0 + 20))
+    assert enricher.fields_for(conn("x", "10.244.1.11", ts=T0 + 21), CONN)["resp_k8s.kind"] == "unknown"
+
+
 def test_endpoint_fragment_is_the_fields_serialised_without_braces() -> None:
     enricher = make_enricher()
     fragment = enricher.endpoint_fragment("resp", "10.244.2.21", T0 + 1, 8080)
