@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from enrich.fasttsv import TsvPlan
 
 CACHE_MAX = 200_000
-PART_BYTES = 128 << 10  # JSON chunks are enriched in parts of about this size (cache-sized)
 INF, NEG_INF = float("inf"), float("-inf")
 LINE_END = b"}\n"  # what closes a JSON line; the enrichment goes before it
 
@@ -94,18 +93,16 @@ class Fragments:
 
         None when an address is not one the full parser would accept as written, when an answer
         depends on the port, or when one changes inside the span."""
-        if self.lo <= first and last < self.hi:
-            try:
-                return list(map(self.fragments.__getitem__, ips))
-            except KeyError:
-                pass
+        if not (self.lo <= first and last < self.hi):
+            self._prune(first, last)
+        try:
+            return list(map(self.fragments.__getitem__, ips))
+        except KeyError:
+            pass
         windows = self.windows
         if len(windows) > CACHE_MAX:
             self.clear()
-        for ip in [ip for ip, (lo, hi) in windows.items() if not (lo <= first and last < hi)]:
-            del windows[ip], self.fragments[ip]  # stale for this span (records come roughly in time order)
-            self.unknown.discard(ip)
-        for ip in set(ips) - windows.keys():
+        for ip in set(ips) - windows.keys():  # new addresses: the others hold for the span already
             if not _is_canonical_ip(ip):
                 return None
             valid_from, valid_to, port_sensitive, _, fragment = answer(self.prefix, ip, first)
@@ -115,11 +112,20 @@ class Fragments:
             self.fragments[ip] = b"," + fragment + self.tail
             if UNKNOWN_MARK in fragment:
                 self.unknown.add(ip)
-        self.lo = max((w[0] for w in windows.values()), default=NEG_INF)
-        self.hi = min((w[1] for w in windows.values()), default=INF)
+            self.lo, self.hi = max(self.lo, valid_from), min(self.hi, valid_to)
         if not (self.lo <= first and last < self.hi):
             return None
         return list(map(self.fragments.__getitem__, ips))
+
+    def _prune(self, first: float, last: float) -> None:
+        """Drop the entries that do not hold from `first` to `last` (records come roughly in time
+        order, so they are stale), and bound the windows of the rest again."""
+        windows = self.windows
+        for ip in [ip for ip, (lo, hi) in windows.items() if not (lo <= first and last < hi)]:
+            del windows[ip], self.fragments[ip]
+            self.unknown.discard(ip)
+        self.lo = max((w[0] for w in windows.values()), default=NEG_INF)
+        self.hi = min((w[1] for w in windows.values()), default=INF)
 
     def count_unknown(self, ips: Sequence[str]) -> int:
         return sum(map(self.unknown.__contains__, ips)) if self.unknown else 0
@@ -151,24 +157,6 @@ class FastEnricher:
 
     def json_chunk(self, data: bytes) -> tuple[bytes, int, int] | None:
         """A chunk of JSON lines enriched, its unknown endpoints and its lines; None: take the full parser.
-
-        Done in parts of about PART_BYTES, cut at line ends: one part's decoded records, lines and
-        output stay in the core's own cache, where a whole 1 MiB read would stream through memory
-        several times (see bench/results/enrich.md)."""
-        if len(data) <= PART_BYTES:
-            return self._json_part(data)
-        parts, unknown, nlines, pos = [], 0, 0, 0
-        while pos < len(data):
-            end = data.find(b"\n", pos + PART_BYTES) + 1 or len(data)
-            part = self._json_part(data[pos:end])
-            if part is None:
-                return None
-            parts.append(part[0])
-            unknown, nlines, pos = unknown + part[1], nlines + part[2], end
-        return b"".join(parts), unknown, nlines
-
-    def _json_part(self, data: bytes) -> tuple[bytes, int, int] | None:
-        """`json_chunk` for one part.
 
         Every line must be one JSON object with a numeric `ts` and string addresses (msgspec checks
         the whole line and skips blank ones, so equal counts prove there are none) and end with

@@ -116,17 +116,18 @@ def test_json_fast_path_keeps_a_space_before_a_record_as_the_full_parser_does(tm
     assert out[1].startswith(b' {"ts":')
 
 
-def test_json_chunk_larger_than_a_part_is_enriched_in_parts_and_falls_back_whole(tmp_path: Path) -> None:
-    from enrich.fastpath import PART_BYTES
+def test_json_file_of_several_reads_is_byte_identical_and_only_a_bad_read_falls_back(tmp_path: Path) -> None:
+    from enrich.adapters.tailer import TailSettings
 
     raw = scenario_paths("compromised")["json_logs"].joinpath("conn.log").read_bytes().splitlines()
-    lines = [raw[i % len(raw)] for i in range(3 * PART_BYTES // min(map(len, raw)))]  # 3+ parts
-    _assert_raw_plus_fields(tmp_path, "compromised", lines)
+    read = TailSettings(log_dir=tmp_path).chunk_bytes
+    lines = [raw[i % len(raw)] for i in range(3 * read // min(map(len, raw)))]
+    _assert_raw_plus_fields(tmp_path, "compromised", lines)  # three reads or more
 
-    lines[-2] = lines[-2][:-1]  # a broken line in the last part: the whole chunk goes line by line
+    lines[-2] = lines[-2][:-1]  # a broken line in the last read: that read goes line by line
     _write(tmp_path / "bad", "conn.log", lines)
     stats = enrich_directory(tmp_path / "bad", tmp_path / "out-bad", enricher_for("compromised"))
-    assert stats.fast_lines == 0 and stats.records == len(lines) - 1 and stats.errors == 1
+    assert 0 < stats.fast_lines < len(lines) - 1 and stats.records == len(lines) - 1 and stats.errors == 1
 
 
 def test_json_chunk_with_a_port_dependent_address_takes_the_full_parser_and_the_port_decides() -> None:
@@ -169,3 +170,29 @@ def test_fast_path_answers_follow_inventory_changes_between_chunks() -> None:
     enricher.inventory.apply(InventoryEvent(kind="Pod", type="DELETED", obj=WEB, ts=T0 + 20))
     later = fast.json_chunk(chunk(T0 + 30))
     assert later is not None and orjson.loads(later[0])["orig_k8s.kind"] == "unknown" and later[1] == 1
+
+
+def test_fast_path_answers_hold_only_inside_their_time_windows() -> None:
+    from enrich.core.model import InventoryEvent
+    from enrich.fastpath import FastEnricher
+    from tests.enrich.test_enrichment import T0, WEB, make_enricher
+
+    enricher = make_enricher(grace=0)
+    enricher.inventory.apply(InventoryEvent(kind="Pod", type="DELETED", obj=WEB, ts=T0 + 20))
+    fast = FastEnricher(enricher)  # from here on the inventory does not change: only time moves
+
+    def chunk(*times: float) -> bytes:
+        return b"".join(
+            orjson.dumps({"ts": ts, "uid": f"C{i}", "id.orig_h": "10.244.1.11", "id.orig_p": 1,
+                          "id.resp_h": "10.244.2.21", "id.resp_p": 8080}) + b"\n"
+            for i, ts in enumerate(times)
+        )  # fmt: skip
+
+    def kinds(answer: tuple[bytes, int, int] | None) -> list[str]:
+        assert answer is not None
+        return [orjson.loads(line)["orig_k8s.kind"] for line in answer[0].splitlines()]
+
+    assert kinds(fast.json_chunk(chunk(T0 + 10, T0 + 11))) == ["pod", "pod"]
+    assert fast.json_chunk(chunk(T0 + 19, T0 + 21)) is None  # the answer changes inside: line by line
+    assert kinds(fast.json_chunk(chunk(T0 + 30, T0 + 31))) == ["unknown", "unknown"]
+    assert kinds(fast.json_chunk(chunk(T0 + 12))) == ["pod"]  # a late record still gets its own time
