@@ -34,6 +34,11 @@ import pyarrow.csv as pcsv
 
 from enrich.fastpath import Fragments, clean_text
 
+# pyarrow's readers otherwise hook any Python SIGINT/SIGTERM handler they find installed, cancel
+# the read when the signal comes and raise ArrowCancelled: the daemon's own handlers (flush,
+# checkpoint, exit 0) decide what a signal does, and one chunk's read is short.
+pa.enable_signal_handlers(False)
+
 _NUM = r"-?[0-9]+(?:\.[0-9]+)?"  # Zeek's TSV numbers (no exponent); anything else: the full parser
 _TEXT = r"[^\t\n\\\x00-\x1f]*"  # no backslash (TSV escapes) or control characters; quotes are escaped
 _NUMERIC = {"time", "interval", "double", "count", "int", "port"}

@@ -196,3 +196,31 @@ def test_fast_path_answers_hold_only_inside_their_time_windows() -> None:
     assert fast.json_chunk(chunk(T0 + 19, T0 + 21)) is None  # the answer changes inside: line by line
     assert kinds(fast.json_chunk(chunk(T0 + 30, T0 + 31))) == ["unknown", "unknown"]
     assert kinds(fast.json_chunk(chunk(T0 + 12))) == ["pod"]  # a late record still gets its own time
+
+
+def test_sigterm_during_a_tsv_read_is_left_to_the_programs_own_handler(tmp_path: Path) -> None:
+    import os
+    import signal
+    import threading
+
+    header, rows = _tsv("conn")
+    lines = [b"\t".join([f"{1763634800 + i:.6f}".encode(), f"C{i}".encode(), *rows[i % len(rows)][2:]])
+             for i in range(40_000)]  # fmt: skip
+    _write(tmp_path / "logs", "conn.log", [*header, *lines])
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))  # like the CLI's
+    done = threading.Event()
+
+    def keep_signalling() -> None:
+        while not done.wait(0.002):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    sender = threading.Thread(target=keep_signalling)
+    sender.start()
+    try:
+        stats = enrich_directory(tmp_path / "logs", tmp_path / "out", enricher_for("compromised"))
+    finally:
+        done.set()
+        sender.join()
+        signal.signal(signal.SIGTERM, previous)
+    assert seen and stats.records == len(lines)  # pyarrow did not cancel a read and raise
