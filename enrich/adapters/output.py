@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -123,11 +124,9 @@ class OutputFile:
         self.close()
         stem, dot, ext = self.name.partition(".")
         stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime(now))
-        target = self.directory / f"{stem}.{stamp}{dot}{ext}"
-        n = 0
-        while target.exists():
-            n += 1
-            target = self.directory / f"{stem}.{stamp}-{n}{dot}{ext}"
+        same_second = [n for (at, n), _ in self._rotated(stem, f"{dot}{ext}") if at == stamp]
+        n = max(same_second) + 1 if same_second else 0  # never a freed lower number: names sort by age
+        target = self.directory / (f"{stem}.{stamp}-{n}{dot}{ext}" if n else f"{stem}.{stamp}{dot}{ext}")
         try:
             os.rename(self.path, target)
             fsync_dir(self.directory)
@@ -136,13 +135,21 @@ class OutputFile:
         self._prune(stem, f"{dot}{ext}")
         return target
 
-    def _prune(self, stem: str, suffix: str) -> None:
-        rotated = sorted(
-            p
+    def _rotated(self, stem: str, suffix: str) -> list[tuple[tuple[str, int], Path]]:
+        """The rotated files of this output, oldest first: by stamp, then by the `-N` of rotations
+        in the same second (as text, `stamp-1` would sort before `stamp` and `-10` before `-2`).
+        Files this class did not name are not among them."""
+        named = re.compile(rf"{re.escape(stem)}\.(\d{{4}}(?:-\d\d){{5}})(?:-(\d+))?{re.escape(suffix)}")
+        return sorted(
+            ((m[1], int(m[2] or 0)), p)
             for p in self.directory.glob(f"{stem}.*{suffix}")
-            if p.name != self.name and p.name[len(stem) + 1].isdigit()
+            if (m := named.fullmatch(p.name))
         )
-        for old in rotated[: max(len(rotated) - self.policy.keep, 0)]:
+
+    def _prune(self, stem: str, suffix: str) -> None:
+        """Delete the oldest rotated files beyond `keep`."""
+        rotated = self._rotated(stem, suffix)
+        for _, old in rotated[: max(len(rotated) - self.policy.keep, 0)]:
             with contextlib.suppress(OSError):
                 old.unlink()
                 log.info("deleted old enriched output %s (keep=%d)", old, self.policy.keep)

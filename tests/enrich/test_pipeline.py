@@ -170,6 +170,26 @@ def test_output_rotation_keeps_a_bounded_number_of_files(tmp_path: Path) -> None
     assert len(rotated) == 2
 
 
+def test_rotations_within_one_second_keep_the_newest_files(tmp_path: Path) -> None:
+    from enrich.adapters.output import OutputFile
+
+    out = OutputFile(tmp_path, "conn.log", RotationPolicy(max_bytes=1, max_age=0, keep=3), truncate=False)
+    (tmp_path / "conn.2025-11-22-08-26-39.log").write_bytes(b"older second\n")
+    (tmp_path / "conn.notes.log").write_bytes(b"not ours\n")
+    now = 1_763_800_000.0  # one second for all twelve rotations: names get -1 ... -11
+    for i in range(12):
+        out.write(f"{i}\n".encode())
+        out.rotate(now)
+    kept = {p.name: p.read_bytes() for p in tmp_path.glob("conn.2*.log")}
+    stamp = "2025-11-22-08-26-40"
+    assert kept == {
+        f"conn.{stamp}-9.log": b"9\n",
+        f"conn.{stamp}-10.log": b"10\n",
+        f"conn.{stamp}-11.log": b"11\n",
+    }
+    assert (tmp_path / "conn.notes.log").exists()
+
+
 def test_full_disk_is_a_clear_error_and_leaves_the_checkpoint_intact(tmp_path: Path) -> None:
     if not os.path.exists("/dev/full"):
         pytest.skip("/dev/full not available")
