@@ -228,6 +228,8 @@ class Engine:
         if not out:
             return
         self.outputs.writer(stream.out_name).write(out)
+        if getattr(self.outputs, "broken", False):
+            return  # `-o -` whose reader went away: none of it was delivered, none of it is counted
         self._counts["records"] += n
         self._counts["unresolved"] += unknown
         self.metrics.records_out.labels(stream.log).inc(n)
@@ -291,8 +293,13 @@ class Engine:
 
     # --- commits -----------------------------------------------------------------------------
     def commit(self, now: float) -> None:
-        """Flush + fsync outputs and sinks, then replace the checkpoint; then rotate what is due."""
+        """Flush + fsync outputs and sinks, then replace the checkpoint; then rotate what is due.
+
+        Nothing is committed once the output broke (`-o -` whose reader went away): what was read
+        since the last commit never reached anyone, and the next run must read it again."""
         marks = self.outputs.sync_all()
+        if getattr(self.outputs, "broken", False):
+            return
         for sink in self.sinks:
             sink.flush()
         if self.store is not None:

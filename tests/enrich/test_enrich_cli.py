@@ -60,6 +60,25 @@ def test_state_file_makes_a_second_run_emit_only_new_records(tmp_path: Path) -> 
     assert len(lines) == len((logs / "conn.log").read_bytes().splitlines())
 
 
+def test_stdout_whose_reader_goes_away_commits_nothing_it_did_not_deliver(tmp_path: Path) -> None:
+    paths = scenario_paths("compromised")
+    raw = paths["json_logs"].joinpath("conn.log").read_bytes().splitlines()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    lines = [raw[i % len(raw)].replace(b'"uid":"', f'"uid":"U{i}-'.encode(), 1) for i in range(20_000)]
+    (logs / "conn.log").write_bytes(b"\n".join(lines) + b"\n")  # several reads, far more than a pipe holds
+    args = [KUBEZEEK, "enrich", str(logs), "-o", "-", "--inventory", str(paths["watch"])]
+    args += ["--state", str(tmp_path / "state.json")]
+    head = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert head.stdout is not None
+    first = head.stdout.readline()  # `| head -1`: one line, then the reader is gone
+    head.stdout.close()
+    assert head.wait(60) == 0, head.stderr.read().decode() if head.stderr else ""
+    again = subprocess.run(args, capture_output=True, timeout=120, check=True)
+    uids = {orjson.loads(line)["uid"] for line in [first, *again.stdout.splitlines()]}
+    assert len(uids) == len(lines)  # the second run delivers everything the first one did not
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
