@@ -93,8 +93,9 @@ def _export_stage(settings: RunSettings) -> tuple[RecordFilter | None, list[Sink
 def run_daemon(settings: RunSettings, stop: threading.Event) -> EnrichStats:
     """`kubezeek run`: metrics endpoint, inventory, export stage, then the follow loop until `stop`."""
     metrics = Metrics()
-    server = MetricsServer(metrics, settings.metrics.address, stale_after=settings.metrics.stale_after)
+    server = None  # metrics.address empty: no endpoint
     if settings.metrics.address:
+        server = MetricsServer(metrics, settings.metrics.address, stale_after=settings.metrics.stale_after)
         server.start()
     inv = settings.inventory
     inventory_settings = InventorySettings(
@@ -137,4 +138,5 @@ def run_daemon(settings: RunSettings, stop: threading.Event) -> EnrichStats:
         finally:
             handle.close()
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()

@@ -148,6 +148,20 @@ def test_daemon_enriches_filters_exports_reports_and_stops_cleanly(tmp_path: Pat
     assert state["sources"] and state["version"] == 1
 
 
+def test_an_empty_metrics_address_runs_the_daemon_without_an_endpoint(tmp_path: Path) -> None:
+    (tmp_path / "zeek").mkdir()
+    shutil.copy(scenario_paths("compromised")["json_logs"] / "conn.log", tmp_path / "zeek" / "conn.log")
+    daemon = Daemon(write_config(tmp_path), env={"KUBEZEEK_RUN_METRICS_ADDRESS": ""})  # documented: off
+    try:
+        wait_for(lambda: (tmp_path / "enriched" / "conn.log").exists() or daemon.proc.poll() is not None, 30,
+                 "the first enriched output")  # fmt: skip
+        assert daemon.proc.poll() is None, "".join(daemon.lines)
+        assert not any("metrics on http" in line for line in daemon.lines)
+    finally:
+        daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(15) == 0, "".join(daemon.lines)
+
+
 def test_config_errors_name_the_key(tmp_path: Path) -> None:
     cfg = write_config(tmp_path)
     cfg.write_text(cfg.read_text().replace("output:\n  dir:", "output:\n  max_bytz: 1\n  dir:", 1))
