@@ -43,8 +43,10 @@ def open_inventory(
     kubeconfig: str | None = None,
     settings: InventorySettings | None = None,
     sync_timeout: float = 60.0,
+    stop: threading.Event | None = None,
 ) -> InventoryHandle:
-    """An Enricher over recorded inventory files, or (no files) over the live cluster once listed."""
+    """An Enricher over recorded inventory files, or (no files) over the live cluster once listed
+    (Stopped if `stop` is set while waiting for that list)."""
     files = list(files)
     inventory = Inventory(settings)
     if files:
@@ -57,7 +59,7 @@ def open_inventory(
 
     cluster = ClusterInventory(ClusterFeed(api_client(kubeconfig or None)), inventory).start()
     try:
-        cluster.wait_synced(sync_timeout)
+        cluster.wait_synced(sync_timeout, stop)
     except BaseException:
         cluster.stop()
         raise
@@ -103,7 +105,9 @@ def run_daemon(settings: RunSettings, stop: threading.Event) -> EnrichStats:
     )
     try:
         record_filter, sinks = _export_stage(settings)
-        handle = open_inventory(inv.files, kubeconfig=inv.kubeconfig or None, settings=inventory_settings)
+        handle = open_inventory(
+            inv.files, kubeconfig=inv.kubeconfig or None, settings=inventory_settings, stop=stop
+        )
         src, out = settings.source, settings.output
         try:
             engine = Engine(

@@ -14,6 +14,7 @@
     └── QueryError                an analyst query, report or map that cannot run (bad spec, no input)
 
 The CLI maps each to one line `TypeName: message` and exit 1; usage errors exit 2.
+`Stopped` is not an error: a stop signal came before the work began, and the command exits 0.
 """
 
 
@@ -63,3 +64,7 @@ class ReplayError(KubezeekError):
 
 class QueryError(KubezeekError):
     """An analyst query, report or map that cannot be run (bad spec, unknown column, no input)."""
+
+
+class Stopped(Exception):
+    """A stop signal (SIGTERM/SIGINT) arrived before the work began; the command ends, exit 0."""

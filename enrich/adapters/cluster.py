@@ -26,7 +26,7 @@ from enrich.adapters.k8sobjects import event_from_raw
 from enrich.adapters.kubewatch import RESOURCES, Resource, ResourceWatch, WatchSettings
 from enrich.core.inventory import Inventory
 from enrich.core.model import InventoryEvent, Match
-from enrich.errors import InventoryError, KubeError
+from enrich.errors import InventoryError, KubeError, Stopped
 
 log = logging.getLogger(__name__)
 
@@ -180,10 +180,13 @@ class ClusterInventory:
                 self._apply(event)
         return len(items)
 
-    def wait_synced(self, timeout: float) -> None:
-        """Apply the initial lists of every resource; KubeError if they don't all arrive in time."""
+    def wait_synced(self, timeout: float, stop: threading.Event | None = None) -> None:
+        """Apply the initial lists of every resource; KubeError if they don't all arrive in time,
+        Stopped if `stop` is set first (SIGTERM while the API server is unreachable)."""
         deadline = time.monotonic() + timeout
         while not self.feed.synced:
+            if stop is not None and stop.is_set():
+                raise Stopped("stopped before the initial list of the cluster arrived")
             if time.monotonic() > deadline:
                 raise KubeError(f"initial list of the cluster not done after {timeout:g}s")
             self.sync(timeout=0.1)

@@ -16,6 +16,7 @@ import click
 
 from enrich.cli.base import is_interactive, maps_errors, setup_logging, stop_on_signals
 from enrich.daemon import open_inventory, run_daemon
+from enrich.errors import Stopped
 from enrich.pipeline import EngineSettings, EnrichStats, enrich_directory
 
 log = logging.getLogger("kubezeek.enrich")
@@ -95,12 +96,16 @@ def enrich_command(
       kubezeek enrich /var/log/zeek -o /data/enriched --follow --state /data/checkpoint.json
     """
     setup_logging(verbose)
-    handle = open_inventory(inventory, kubeconfig=kubeconfig)
-    hold = hold_unknown if hold_unknown is not None else (2.0 if handle.live else 0.0)
-    settings = EngineSettings(follow=follow, hold_unknown=hold)
-    progress = _progress if is_interactive() and not follow else None
-    outdir = None if output == "-" else Path(output)
     with stop_on_signals() as stop:
+        try:
+            handle = open_inventory(inventory, kubeconfig=kubeconfig, stop=stop)
+        except Stopped as exc:
+            log.info("%s", exc)
+            return
+        hold = hold_unknown if hold_unknown is not None else (2.0 if handle.live else 0.0)
+        settings = EngineSettings(follow=follow, hold_unknown=hold)
+        progress = _progress if is_interactive() and not follow else None
+        outdir = None if output == "-" else Path(output)
         try:
             stats = enrich_directory(
                 logdir, outdir, handle.enricher, follow, state=state, settings=settings, stop=stop,
@@ -139,7 +144,11 @@ def run_command(config: Path | None, check: bool) -> None:
     )
     log.info("effective settings: %s", describe(settings, redact))
     with stop_on_signals() as stop:
-        stats = run_daemon(settings, stop)
+        try:
+            stats = run_daemon(settings, stop)
+        except Stopped as exc:
+            log.info("%s", exc)
+            return
     log.info("%s", _summary(stats))
 
 

@@ -139,6 +139,38 @@ def test_unreadable_file_is_reported_and_the_rest_is_enriched(tmp_path: Path) ->
     assert (tmp_path / "out" / "conn.log").exists() and not (tmp_path / "out" / "dns.log").exists()
 
 
+def _unreachable_cluster(tmp_path: Path) -> Path:
+    kubeconfig = tmp_path / "kubeconfig.json"  # JSON is YAML; port 1 refuses: the list never arrives
+    cluster = {"name": "c", "cluster": {"server": "http://127.0.0.1:1"}}
+    context = {"name": "c", "context": {"cluster": "c", "user": "u"}}
+    kubeconfig.write_bytes(orjson.dumps({"apiVersion": "v1", "kind": "Config", "clusters": [cluster],
+                                         "users": [{"name": "u", "user": {"token": "t"}}],
+                                         "contexts": [context], "current-context": "c"}))  # fmt: skip
+    return kubeconfig
+
+
+@pytest.mark.parametrize("verb", ["enrich", "run"])
+def test_sigterm_while_waiting_for_the_cluster_exits_0_at_once(tmp_path: Path, verb: str) -> None:
+    kubeconfig, logs = _unreachable_cluster(tmp_path), tmp_path / "logs"
+    logs.mkdir()
+    if verb == "enrich":
+        args = ["enrich", str(logs), "-o", str(tmp_path / "out"), "--kubeconfig", str(kubeconfig), "--follow"]
+    else:
+        config = tmp_path / "run.yaml"
+        config.write_text(f"source: {{log_dir: {logs}}}\noutput: {{dir: {tmp_path / 'out'}}}\n"
+                          f"state: {{path: {tmp_path / 'state.json'}}}\n"
+                          f"inventory: {{kubeconfig: {kubeconfig}}}\nmetrics: {{address: ''}}\n")  # fmt: skip
+        args = ["run", "--config", str(config)]
+    proc = subprocess.Popen([KUBEZEEK, *args], stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)  # well past start-up: waiting for the initial list (60 s before giving up)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert "stopped before the initial list of the cluster arrived" in (
+        proc.stderr.read() if proc.stderr else ""
+    )
+
+
 @pytest.mark.slow
 def test_follow_stops_cleanly_on_sigterm_with_a_final_checkpoint(tmp_path: Path) -> None:
     paths = scenario_paths("shop")
