@@ -40,6 +40,7 @@ class Source:
     safe_offset: int = 0  # everything before this is safely written (set by the pipeline)
     safe_lineno: int = 0
     done: bool = False
+    failure: str | None = None  # why it was given up unread to its end (a damaged file): reported for good
     seen: float = 0.0
     order: int = 0
     changed_at: float = 0.0
@@ -87,8 +88,15 @@ class Source:
                 self.gz = gzip.open(self.path, "rb")  # noqa: SIM115 - kept open across reads
                 self.gz.seek(self.read_offset)
                 self.gz_buffer = b""
-            more = self.gz.read(max(size - len(self.gz_buffer), 0))
-            self.gz_buffer += more
+            pieces, want = [], size - len(self.gz_buffer)
+            try:
+                while want > 0 and (piece := self.gz.read1(want)):  # read() loses its data on EOFError
+                    pieces.append(piece)
+                    want -= len(piece)
+            except EOFError:  # truncated: what decompressed comes out first, the error on the next read
+                if not pieces and not self.gz_buffer:
+                    raise
+            self.gz_buffer += b"".join(pieces)
             return self.gz_buffer
         if self.fd is None:
             self.fd = self._reopen()

@@ -228,7 +228,8 @@ class Tailer:
         except (OSError, EOFError, zlib.error) as exc:
             self._report(path, f"cannot read ({exc}): skipped")
             return None
-        self.errors.pop(str(path), None)
+        if src.failure is None:  # a problem that went away (permissions); a damaged file stays reported
+            self.errors.pop(str(path), None)
         if src.path != path or not src.attached:
             src.path, src.attached = path, True
         src.seen = now
@@ -362,7 +363,8 @@ class Tailer:
         except FileNotFoundError:
             return None
         except (OSError, EOFError, zlib.error) as exc:
-            self._report(src.path, f"cannot read ({exc}); treated as finished")
+            src.failure = f"cannot read ({exc}); treated as finished"
+            self._report(src.path, src.failure)
             src.done = True
             src.close()
             return None

@@ -16,7 +16,7 @@ from enrich.adapters.output import RotationPolicy
 from enrich.core.enrichment import Enricher
 from enrich.core.inventory import Inventory
 from enrich.core.zeeklog import LogReader
-from enrich.errors import ConfigError, SinkError
+from enrich.errors import ConfigError, SinkError, SourceError
 from enrich.pipeline import EngineSettings, enrich_directory
 from tests.conftest import scenario_paths
 from tests.support.zeeklogs import header_and_rows
@@ -132,6 +132,29 @@ def test_rotated_and_compressed_files_go_to_their_logs_output(tmp_path: Path) ->
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["conn.log"]
     got = sorted(r["uid"] for r in records(tmp_path / "out" / "conn.log"))
     assert got == sorted(orjson.loads(x)["uid"] for x in raw)
+
+
+def test_a_truncated_gzip_file_gives_what_decompresses_then_a_clear_error(tmp_path: Path) -> None:
+    import zlib
+
+    raw = (
+        scenario_paths("compromised")["json_logs"].joinpath("conn.log").read_bytes().splitlines(keepends=True)
+    )
+    whole = gzip.compress(b"".join(raw * 20), mtime=0)
+    cut = whole[: len(whole) * 2 // 3]  # the archiver died, or the disk filled up
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "conn.2026-11-22-00-00-00.log.gz").write_bytes(cut)
+    readable = zlib.decompressobj(31).decompress(cut)  # what any gunzip gets out of it
+    with pytest.raises(SourceError, match=r"conn\.2026-11-22-00-00-00\.log\.gz: cannot read .*ended before"):
+        enrich_directory(logs, tmp_path / "out", enricher_for("compromised"))
+    got = records(tmp_path / "out" / "conn.log")
+    assert len(got) == readable.count(b"\n") > len(raw)  # every complete line, across several reads
+    assert [r["uid"] for r in got] == [
+        orjson.loads(x)["uid"] for x in readable.splitlines(keepends=True)[: len(got)]
+    ]
+    (partial,) = records(tmp_path / "out" / "quarantine.jsonl")  # the line cut in half
+    assert partial["lineno"] == len(got) + 1
 
 
 def test_state_resumes_where_it_stopped_and_cuts_uncommitted_output(tmp_path: Path) -> None:
