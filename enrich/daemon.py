@@ -20,6 +20,7 @@ from enrich.adapters.output import RotationPolicy
 from enrich.adapters.tailer import TailSettings
 from enrich.core.enrichment import Enricher
 from enrich.core.inventory import Inventory, InventorySettings
+from enrich.errors import ConfigError
 from enrich.pipeline import Engine, EngineSettings, EnrichStats, RecordFilter, Sink
 
 if TYPE_CHECKING:  # the YAML settings are loaded by `kubezeek run` only
@@ -70,6 +71,23 @@ def open_inventory(
         staleness=lambda: cluster.staleness(time.time()),
         close=lambda: cluster.feed.stop(timeout=0.5),  # watch threads are daemons: do not wait long
     )
+
+
+def preflight(settings: RunSettings) -> None:
+    """What `kubezeek run` would reject at start, checked without starting it (`run --check`):
+    inventory files that are not there, a rules file that does not load, sink specs that do not
+    parse. Nothing is opened for writing and nothing connects."""
+    for path in settings.inventory.files:
+        if not Path(path).is_file():
+            raise ConfigError(f"inventory.files: {path}: no such file")
+    if settings.filter.rules:
+        from enrich.adapters.rules_file import load_rules
+
+        load_rules(settings.filter.rules)
+    from enrich.adapters.sinks import open_sink
+
+    for spec in settings.filter.sinks:
+        open_sink(spec).close()  # file sinks open on the first record, network sinks on the first batch
 
 
 def _export_stage(settings: RunSettings) -> tuple[RecordFilter | None, list[Sink]]:

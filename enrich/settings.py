@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 import yaml
 
+from enrich.core.netranges import parse_cidrs
 from enrich.errors import ConfigError
 
 ENV_PREFIX = "KUBEZEEK_RUN_"
@@ -234,6 +235,7 @@ def load_settings(path: Path | None, env: Mapping[str, str]) -> RunSettings:
         parse_address(settings.metrics.address)
     if settings.filter.sinks and not settings.filter.rules:
         raise ConfigError("filter.rules: required when filter.sinks are set")
+    parse_cidrs(settings.inventory.cluster_cidrs, "inventory.cluster_cidrs")
     return settings
 
 

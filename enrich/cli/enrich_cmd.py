@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from enrich.cli.base import is_interactive, maps_errors, setup_logging, stop_on_signals
-from enrich.daemon import open_inventory, run_daemon
+from enrich.daemon import open_inventory, preflight, run_daemon
 from enrich.errors import Stopped
 from enrich.pipeline import EngineSettings, EnrichStats, enrich_directory
 
@@ -135,6 +135,7 @@ def run_command(config: Path | None, check: bool) -> None:
 
     settings = load_settings(config, os.environ)
     if check:
+        preflight(settings)
         click.echo(describe(settings, redact))
         return
     logging.basicConfig(

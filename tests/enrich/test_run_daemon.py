@@ -191,22 +191,40 @@ def test_environment_overrides_the_file_and_is_validated(tmp_path: Path) -> None
         ("source: [1]\n", "source: expected a mapping"),
         ("metrics:\n  address: nowhere\n", "metrics.address: expected HOST:PORT"),
         ('metrics:\n  address: ":99999"\n', "metrics.address: expected HOST:PORT (or :PORT, port 0-65535)"),
-        ("inventory:\n  files: notalist\n", None),
+        (
+            "inventory:\n  cluster_cidrs: [10.0.0.0/33]\n",
+            "inventory.cluster_cidrs: '10.0.0.0/33' is not a CIDR",
+        ),
+        (
+            "inventory:\n  files: [/nonexistent/inventory.json]\n",
+            "inventory.files: /nonexistent/inventory.json: no such",
+        ),
+        ('filter:\n  rules: /nonexistent/rules.yaml\n  sinks: ["stdout"]\n', "/nonexistent/rules.yaml"),
+        ('filter:\n  rules: RULES\n  sinks: ["bogus:x"]\n', "SinkError: bogus:x: unknown sink"),
+        ("inventory:\n  files: INVENTORY\n", None),
     ],
 )
 def test_bad_values_are_rejected_at_start(tmp_path: Path, yaml_text: str, message: str | None) -> None:
     cfg = tmp_path / "run.yaml"
-    cfg.write_text(yaml_text)
-    res = CliRunner().invoke(main, ["run", "--config", str(cfg), "--check"])
+    inventory = scenario_paths("compromised")["watch"]
+    cfg.write_text(yaml_text.replace("INVENTORY", str(inventory)).replace("RULES", "builtin:incident"))
+    res = CliRunner().invoke(main, ["run", "--config", str(cfg), "--check"])  # what `run` would say at start
     if message is None:  # a single string is a one-element list, as in the environment
-        assert res.exit_code == 0 and orjson.loads(res.output)["inventory"]["files"] == ["notalist"]
+        assert res.exit_code == 0 and orjson.loads(res.output)["inventory"]["files"] == [str(inventory)]
     else:
         assert res.exit_code == 1 and message in res.output
 
 
 def test_effective_settings_hide_sink_credentials(tmp_path: Path) -> None:
-    cfg = tmp_path / "run.yaml"
-    cfg.write_text('filter:\n  sinks: ["https://user:hunter2@siem.example:8088/collector?token=s3cret"]\n')
+    cfg, rules = tmp_path / "run.yaml", "builtin:incident"
+    token = tmp_path / "token"
+    token.write_text("hunter3\n")
+    sink = f"https://siem.example:8088/collector?token_file={token}&channel=s3cret"
+    cfg.write_text(f'filter:\n  rules: {rules}\n  sinks: ["{sink}"]\n')
     res = CliRunner().invoke(main, ["run", "--config", str(cfg), "--check"])
-    assert res.exit_code == 0
-    assert "hunter2" not in res.output and "s3cret" not in res.output and "siem.example" in res.output
+    assert res.exit_code == 0, res.output
+    assert "s3cret" not in res.output and "hunter3" not in res.output and "siem.example" in res.output
+    cfg.write_text(f'filter:\n  rules: {rules}\n  sinks: ["https://user:hunter2@siem.example/"]\n')
+    res = CliRunner().invoke(main, ["run", "--config", str(cfg), "--check"])  # refused, and not echoed
+    assert res.exit_code == 1 and "credentials in the URL are not allowed" in res.output
+    assert "hunter2" not in res.output
