@@ -426,6 +426,8 @@ def enrich_directory(
     logdir, outdir = Path(logdir), Path(outdir) if outdir is not None else None
     if outdir is not None and outdir.resolve() == logdir.resolve():
         raise ConfigError(f"output directory {outdir} is the log directory: choose another one")
+    if outdir is not None and outdir.exists() and not outdir.is_dir():
+        raise ConfigError(f"output directory {outdir} is a file: -o takes a directory (or - for stdout)")
     if not follow and not logdir.is_dir():
         raise SourceError(f"log directory {logdir} does not exist (or is not a directory)")
     settings = settings or EngineSettings(follow=follow)

@@ -85,6 +85,7 @@ def test_stdout_whose_reader_goes_away_commits_nothing_it_did_not_deliver(tmp_pa
         (["enrich", "/nonexistent/zeek", "-o", "OUT", "--inventory", "INV"], "SourceError: log directory"),
         (["enrich", "LOGS", "-o", "OUT", "--inventory", "BADINV"], "InventoryError:"),
         (["enrich", "LOGS", "-o", "LOGS", "--inventory", "INV"], "ConfigError: output directory"),
+        (["enrich", "LOGS", "-o", "INV", "--inventory", "INV"], "ConfigError: output directory"),  # a file
     ],
 )
 def test_errors_are_one_line_and_exit_1(tmp_path: Path, args: list[str], message: str) -> None:
