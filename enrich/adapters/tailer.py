@@ -223,7 +223,7 @@ class Tailer:
                 if src is None:
                     return None
         except PermissionError:
-            self._report(path, "permission denied: skipped until readable")
+            self._report(path, "permission denied")
             return None
         except (OSError, EOFError, zlib.error) as exc:
             self._report(path, f"cannot read ({exc}): skipped")
@@ -358,7 +358,7 @@ class Tailer:
                 if size != src.size_seen:
                     src.size_seen, src.changed_at = size, now
         except PermissionError:
-            self._report(src.path, "permission denied: skipped until readable")
+            self._report(src.path, "permission denied")
             return None
         except FileNotFoundError:
             return None
