@@ -169,6 +169,11 @@ class Engine:
             self.tailer.finish(src)
 
     @property
+    def _broken(self) -> bool:
+        """The output cannot take more (`-o -` whose reader went away): stop, commit nothing more."""
+        return getattr(self.outputs, "broken", False)
+
+    @property
     def fast(self) -> FastEnricher:
         if self._fast_enricher is None:
             from enrich.fastpath import FastEnricher  # msgspec: imported only when a chunk could use it
@@ -228,7 +233,7 @@ class Engine:
         if not out:
             return
         self.outputs.writer(stream.out_name).write(out)
-        if getattr(self.outputs, "broken", False):
+        if self._broken:
             return  # `-o -` whose reader went away: none of it was delivered, none of it is counted
         self._counts["records"] += n
         self._counts["unresolved"] += unknown
@@ -298,7 +303,7 @@ class Engine:
         Nothing is committed once the output broke (`-o -` whose reader went away): what was read
         since the last commit never reached anyone, and the next run must read it again."""
         marks = self.outputs.sync_all()
-        if getattr(self.outputs, "broken", False):
+        if self._broken:
             return
         for sink in self.sinks:
             sink.flush()
@@ -337,7 +342,7 @@ class Engine:
                 if now - last_commit >= self.settings.commit_interval:
                     self.commit(now)
                     last_commit = now
-                if self.stop.is_set() or getattr(self.outputs, "broken", False):
+                if self.stop.is_set() or self._broken:
                     break
                 if not moved:
                     self.outputs.flush_all()  # visible now; durable at the next commit
@@ -346,7 +351,7 @@ class Engine:
             if self.filter is not None:
                 self._send(self.filter.flush())
             self.commit(time.time())
-            if not follow and not self.stop.is_set() and not getattr(self.outputs, "broken", False):
+            if not follow and not self.stop.is_set() and not self._broken:
                 self._report_incomplete()
                 if self.tailer.errors:  # batch: everything readable is done; still say what was not
                     problems = "; ".join(f"{path}: {why}" for path, why in sorted(self.tailer.errors.items()))
@@ -362,7 +367,7 @@ class Engine:
         moved = False
         for src in self.tailer.pending():
             for _ in range(self.settings.chunks_per_turn):
-                if self.stop.is_set() or getattr(self.outputs, "broken", False):
+                if self.stop.is_set() or self._broken:
                     return moved
                 chunk = self.tailer.read(src, now)
                 if chunk is None:
