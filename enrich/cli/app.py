@@ -16,6 +16,7 @@ import importlib
 import click
 
 from enrich import __version__
+from enrich.cli.base import settle_signals
 
 # Which module holds each verb: a verb's module (and what it imports: the daemon, pyarrow, the
 # kubernetes client...) is loaded only when that verb runs, so `kubezeek enrich` starts fast.
@@ -83,5 +84,7 @@ def name_envvars(command: click.Command, prefix: str) -> None:
     context_settings={"auto_envvar_prefix": "KUBEZEEK", "help_option_names": ["-h", "--help"]},
 )
 @click.version_option(__version__, prog_name="kubezeek")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """kubezeek's entry point."""
+    settle_signals(ctx)

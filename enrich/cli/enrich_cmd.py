@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from enrich.cli.base import is_interactive, maps_errors, setup_logging, stop_on_signals
+from enrich.cli.base import is_interactive, maps_errors, owns_signals, setup_logging, stop_on_signals
 from enrich.daemon import open_inventory, preflight, run_daemon
 from enrich.errors import Stopped
 from enrich.pipeline import EngineSettings, EnrichStats, enrich_directory
@@ -44,6 +44,7 @@ def _summary(stats: EnrichStats) -> str:
     return text
 
 
+@owns_signals
 @click.command("enrich")
 @click.argument("logdir", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
@@ -118,6 +119,7 @@ def enrich_command(
     log.info("%s", _summary(stats))
 
 
+@owns_signals
 @click.command("run")
 @click.option(
     "--config",

@@ -13,15 +13,18 @@ from typing import IO
 
 import click
 
-from enrich.cli.base import maps_errors, setup_logging, stop_on_signals
+from enrich.cli.base import maps_errors, owns_signals, settle_signals, setup_logging, stop_on_signals
 from enrich.errors import InventoryError
 
 
 @click.group("inventory")
-def inventory() -> None:
+@click.pass_context
+def inventory(ctx: click.Context) -> None:
     """The cluster's pods, services and nodes as inventory files (for enrich/replay --inventory)."""
+    settle_signals(ctx)
 
 
+@owns_signals
 @inventory.command("record")
 @click.option("-o", "--output", required=True, help="File to write (watch-event JSON lines); '-': stdout.")
 @click.option(

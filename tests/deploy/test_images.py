@@ -132,7 +132,7 @@ def test_package_builds_from_the_image_build_context_with_both_commands_and_the_
         entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     assert "enrich/data/rules/incident.yaml" in names
     assert "sensor/cli.py" in names
-    assert "kubezeek = enrich.cli:main" in entry_points
+    assert "kubezeek = enrich.cli:entry" in entry_points
     assert "kubezeek-sensor = sensor.cli:main" in entry_points
 
 
