@@ -27,7 +27,7 @@ class _KeyState:
 
     def __init__(self) -> None:
         self.seen: OrderedDict[Any, float] = OrderedDict()
-        self.held: deque[tuple[float, Any, bool]] = deque()
+        self.held: deque[tuple[float, Any]] = deque()
         self.last_ts = 0.0
 
 
@@ -57,14 +57,12 @@ class Detection:
             values = tuple(_hashable(v) for v in values)
         return values
 
-    def observe(
-        self, record: Mapping[str, Any], ts: float, selected_elsewhere: bool = False, payload: Any = None
-    ) -> list[Any]:
+    def observe(self, record: Mapping[str, Any], ts: float, payload: Any = None) -> list[Any]:
         """What this detection selects now: [] below the threshold, the held ones when crossing it.
 
         Returns the `payload` of each selected record (the record itself when no payload is given),
-        the current one last. `selected_elsewhere`: the record is already exported by another rule,
-        so releasing it later would duplicate it; it still counts towards the threshold.
+        the current one last. Records another rule selected too are held and returned like the
+        others: the caller merges this rule into the record it already selected.
         """
         payload = record if payload is None else payload
         key = self.key_of(record)
@@ -84,10 +82,10 @@ class Detection:
         self._expire(state)
         self._maybe_gc(ts)
         if len(state.seen) >= self.threshold.count:
-            released = [item for _, item, elsewhere in state.held if not elsewhere]
+            released = [item for _, item in state.held]
             state.held.clear()
             return [*released, payload]
-        state.held.append((ts, payload, selected_elsewhere))
+        state.held.append((ts, payload))
         while len(state.held) > HELD_PER_VALUE * self.threshold.count:
             state.held.popleft()
         return []

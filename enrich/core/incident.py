@@ -53,6 +53,7 @@ class _Pending:
     rules: list[Rule]
     nodes: set[Any]
     source: int
+    hold: float = 0.0  # held this much longer than the window: a detection may still add its rule
     released: bool = False
 
 
@@ -215,20 +216,28 @@ class IncidentFilter:
             self._watermark = ts
         rules, detections = self._for_path(path)
         matched = [r for r in rules if r.predicate(record)]
-        extra: list[tuple[Mapping[str, Any], str, float, list[Rule]]] = []
+        # One payload per record, shared by every detection that holds it: its last item says
+        # whether the record was selected anyway (then a detection's release only adds its rule).
+        payload: list[Any] = [record, path, ts, False]
+        extra: list[tuple[list[Any], list[Rule]]] = []
+        held_for = 0.0  # how long a detection may still add its rule to this record
         for det in detections:
             if not det.rule.predicate(record):
                 continue
-            for item in det.observe(record, ts, bool(matched), payload=(record, path, ts)):
-                if item[0] is record:
+            items = det.observe(record, ts, payload=payload)
+            if not items:
+                held_for = max(held_for, det.threshold.within)
+            for item in items:
+                if item is payload:
                     matched.append(det.rule)
                 else:
-                    extra.append((*item, [det.rule]))
+                    extra.append((item, [det.rule]))
         out: list[dict[str, Any]] = []
-        for rec, rec_path, rec_ts, rec_rules in extra:
-            self._select(rec, rec_path, rec_ts, rec_rules, out)
+        for (rec, rec_path, rec_ts, selected), rec_rules in extra:
+            self._select(rec, rec_path, rec_ts, rec_rules, out, merge_only=selected)
         if matched:
-            self._select(record, path, ts, matched, out)
+            payload[3] = True
+            self._select(record, path, ts, matched, out, hold=held_for)
         self._release(self._watermark, out)
         return out
 
@@ -239,18 +248,26 @@ class IncidentFilter:
         out.extend(self._limiter.close_until(float("inf"), self._by_name))
         return out
 
-    def _select(self, record: Mapping[str, Any], path: str, ts: float, rules: list[Rule], out: list) -> None:
-        self.stats.selected += 1
+    def _select(
+        self,
+        record: Mapping[str, Any],
+        path: str,
+        ts: float,
+        rules: list[Rule],
+        out: list,
+        *,
+        merge_only: bool = False,
+        hold: float = 0.0,
+    ) -> None:
+        """Hold a selected record for the dedupe window (longer, `hold`, while a detection may still
+        add its rule), or merge it into the copy already held. `merge_only`: the record was
+        selected before (by another rule); only its held copy can gain `rules`."""
+        if not merge_only:
+            self.stats.selected += 1
         node = record.get("_node")
         node = node if isinstance(node, str) else None
         key = dedupe_key(record, path)
-        copy = dict(record)
-        copy.setdefault("_path", path)  # which Zeek log, for sinks (syslog MSGID, SIEM routing)
-        entry = _Pending(ts=ts, record=copy, rules=list(rules), nodes={node}, source=id(record))
-        if key is None:
-            self._emit(entry, out)
-            return
-        for other in self._pending.get(key, ()):
+        for other in self._pending.get(key, ()) if key is not None else ():
             if abs(other.ts - ts) > self._window:
                 continue
             if other.source == id(record) or node not in other.nodes:
@@ -261,8 +278,16 @@ class IncidentFilter:
                 other.nodes.add(node)
                 other.rules.extend(r for r in rules if r not in other.rules)
                 return
+        if merge_only:
+            return  # exported already (or its copy is gone): never twice
+        copy = dict(record)
+        copy.setdefault("_path", path)  # which Zeek log, for sinks (syslog MSGID, SIEM routing)
+        entry = _Pending(ts=ts, record=copy, rules=list(rules), nodes={node}, source=id(record), hold=hold)
+        if key is None:
+            self._emit(entry, out)
+            return
         self._pending.setdefault(key, []).append(entry)
-        heapq.heappush(self._heap, (ts + self._window, next(self._seq), False, key, entry))
+        heapq.heappush(self._heap, (ts + max(self._window, hold), next(self._seq), False, key, entry))
 
     def _release(self, watermark: float, out: list[dict[str, Any]]) -> None:
         heap = self._heap
@@ -276,7 +301,7 @@ class IncidentFilter:
                 continue
             entry.released = True
             self._emit(entry, out)
-            expire_at = entry.ts + 3 * self._window if watermark != float("inf") else watermark
+            expire_at = entry.ts + 3 * self._window + entry.hold if watermark != float("inf") else watermark
             heapq.heappush(heap, (expire_at, next(self._seq), True, key, entry))
         out.extend(self._limiter.close_until(watermark, self._by_name))
 

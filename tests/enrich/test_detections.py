@@ -65,12 +65,13 @@ def test_pods_are_counted_separately_and_workload_groups_them() -> None:
     assert got_pod == [] and len(got_workload) == 3
 
 
-def test_records_selected_elsewhere_are_not_released_again() -> None:
+def test_every_held_record_is_released_when_the_threshold_is_crossed() -> None:
+    """Whether another rule selected a record too is the caller's business (it merges the rule)."""
     det = detection()
     a, b, c = rec(0, "a"), rec(1, "b"), rec(2, "c")
-    det.observe(a, 0.0, selected_elsewhere=True)
+    det.observe(a, 0.0)
     det.observe(b, 1.0)
-    assert det.observe(c, 2.0) == [b, c]
+    assert det.observe(c, 2.0) == [a, b, c]
 
 
 def test_records_without_a_pod_fall_back_to_the_originator_address() -> None:
