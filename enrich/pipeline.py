@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 class RecordFilter(Protocol):
     def process(self, record: dict, path: str) -> list[dict]: ...
     def flush(self) -> list[dict]: ...
+    def release_until(self, watermark: float) -> list[dict]: ...
+    def snapshot(self) -> dict: ...
+    def restore(self, state: Mapping[str, Any]) -> int: ...
 
 
 class Sink(Protocol):
@@ -112,6 +115,8 @@ class Engine:
             self.outputs = OutputSet(outdir, policy, checkpoint.outputs)
         self.tailer = Tailer(tail, checkpoint.sources)
         self.filter = record_filter
+        if record_filter is not None and checkpoint.filter:
+            self._restore_filter(record_filter, checkpoint.filter)
         self.sinks = list(sinks)
         self.stop = stop or threading.Event()
         self.progress = progress
@@ -297,18 +302,36 @@ class Engine:
         self.metrics.held.set(self._held_total)
 
     # --- commits -----------------------------------------------------------------------------
-    def commit(self, now: float) -> None:
-        """Flush + fsync outputs and sinks, then replace the checkpoint; then rotate what is due.
+    @staticmethod
+    def _restore_filter(record_filter: RecordFilter, state: Mapping[str, Any]) -> None:
+        try:
+            dropped = record_filter.restore(state)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            log.warning("the filter state in the checkpoint is unusable (%s): starting it empty", exc)
+            return
+        if dropped:
+            log.warning(
+                "%d records the filter held were dropped: their rules changed since the last run", dropped
+            )
 
-        Nothing is committed once the output broke (`-o -` whose reader went away): what was read
-        since the last commit never reached anyone, and the next run must read it again."""
+    def commit(self, now: float) -> None:
+        """Flush + fsync outputs and sinks, then replace the checkpoint (input offsets, output sizes
+        and what the filter holds, together); then rotate what is due.
+
+        Following, the filter first lets out what waited long enough by the wall clock (a quiet log
+        brings no later record to move record time on). Nothing is committed once the output broke
+        (`-o -` whose reader went away): what was read since the last commit never reached anyone,
+        and the next run must read it again."""
         marks = self.outputs.sync_all()
         if self._broken:
             return
+        if self.filter is not None and self.settings.follow:
+            self._send(self.filter.release_until(now))
         for sink in self.sinks:
             sink.flush()
         if self.store is not None:
-            self.store.save(Checkpoint(sources=self.tailer.marks(), outputs=marks, written=now))
+            held = self.filter.snapshot() if self.filter is not None else None
+            self.store.save(Checkpoint(sources=self.tailer.marks(), outputs=marks, written=now, filter=held))
             self.metrics.commits.inc()
             self.metrics.commit_time.set(now)
         self.outputs.rotate_due(now)

@@ -18,6 +18,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -64,6 +65,7 @@ class Checkpoint:
     sources: Mapping[str, SourceMark] = field(default_factory=dict)
     outputs: Mapping[str, OutputMark] = field(default_factory=dict)
     written: float = 0.0  # epoch seconds of the commit
+    filter: Mapping[str, Any] | None = None  # what the incident filter held (`IncidentFilter.snapshot`)
 
 
 def _mark_from(raw: dict, cls: type) -> object:
@@ -81,6 +83,8 @@ def _to_json(cp: Checkpoint) -> bytes:
         "sources": {k: mark(v) for k, v in cp.sources.items()},
         "outputs": {k: mark(v) for k, v in cp.outputs.items()},
     }
+    if cp.filter is not None:
+        doc["filter"] = cp.filter
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
 
 
@@ -91,7 +95,13 @@ def _from_json(data: bytes, path: Path) -> Checkpoint:
             raise ValueError(f"unsupported version {doc.get('version')!r}")
         sources = {k: _mark_from(v, SourceMark) for k, v in doc["sources"].items()}
         outputs = {k: _mark_from(v, OutputMark) for k, v in doc["outputs"].items()}
-        return Checkpoint(sources=sources, outputs=outputs, written=float(doc.get("written", 0.0)))  # type: ignore[arg-type]
+        held = doc.get("filter")
+        return Checkpoint(
+            sources=sources,  # type: ignore[arg-type]
+            outputs=outputs,  # type: ignore[arg-type]
+            written=float(doc.get("written", 0.0)),
+            filter=held if isinstance(held, dict) else None,
+        )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SourceError(
             f"checkpoint file {path} is not a kubezeek checkpoint ({exc}); move it away to start over"

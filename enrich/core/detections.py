@@ -11,7 +11,7 @@ State is dropped for keys that have been quiet for longer than the window.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from enrich.core.conditions import MISSING, compile_getter
@@ -114,9 +114,43 @@ class Detection:
         for key in [k for k, s in self._keys.items() if s.last_ts < horizon]:
             del self._keys[key]
 
+    def snapshot(self, encode: Callable[[Any], Any]) -> dict[str, Any]:
+        """The state as JSON-able data (`encode` turns a held payload into some); see `restore`."""
+        return {
+            "threshold": repr(self.threshold),
+            "observed": self._observed,
+            "keys": [
+                [
+                    list(key),
+                    s.last_ts,
+                    [[list(v), t] for v, t in s.seen.items()],
+                    [[t, encode(p)] for t, p in s.held],
+                ]
+                for key, s in self._keys.items()
+            ],
+        }
+
+    def restore(self, data: Mapping[str, Any], decode: Callable[[Any], Any]) -> bool:
+        """Take back a `snapshot` (from the daemon's checkpoint); False, keeping nothing, when it was
+        taken under another definition of the threshold (the rules changed in between)."""
+        if data.get("threshold") != repr(self.threshold):
+            return False
+        self._observed = int(data["observed"])
+        for key, last_ts, seen, held in data["keys"]:
+            state = self._keys[json_key(key)] = _KeyState()
+            state.last_ts = float(last_ts)
+            state.seen.update((json_key(v), float(t)) for v, t in seen)
+            state.held.extend((float(t), decode(p)) for t, p in held)
+        return True
+
     def pending(self) -> int:
         """Records held below the threshold (they are dropped if it is never reached)."""
         return sum(len(s.held) for s in self._keys.values())
+
+
+def json_key(value: Any) -> Any:
+    """A key or value back from JSON: lists were tuples (see `_hashable`)."""
+    return tuple(json_key(v) for v in value) if isinstance(value, list) else value
 
 
 def _hashable(value: Any) -> Any:

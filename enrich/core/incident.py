@@ -23,10 +23,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from enrich.core.detections import Detection
+from enrich.core.detections import Detection, json_key
 from enrich.core.rules import Rule, RuleSet, Severity
 
 SUMMARY_PATH = "kubezeek_summary"
+STATE_VERSION = 1  # of `IncidentFilter.snapshot()`
 # Fields that tell apart records of one connection in the same log (HTTP requests, DNS queries...).
 DISCRIMINATORS = ("trans_depth", "trans_id", "query", "qtype", "name", "note", "source", "seen_bytes")
 POD_FIELDS = ("orig_k8s.kind", "orig_k8s.namespace", "orig_k8s.name", "orig_k8s.workload", "id.orig_h")
@@ -50,6 +51,7 @@ class _Pending:
 
     ts: float
     record: dict[str, Any]
+    path: str
     rules: list[Rule]
     nodes: set[Any]
     source: int
@@ -163,6 +165,22 @@ class RateLimiter:
                 out.append(self._summary(rules[key[0]], bucket))
         return out
 
+    def snapshot(self) -> list[list[Any]]:
+        return [[key[0], key[1], b.index, b.sent, b.suppressed, b.sample] for key, b in self._buckets.items()]
+
+    def restore(self, data: list[list[Any]], rules: Mapping[str, Rule]) -> None:
+        for name, who, index, sent, suppressed, sample in data:
+            rule = rules.get(name)
+            if rule is None or rule.rate_limit is None:
+                continue  # the rule is gone (or no longer limited): its budget goes with it
+            key = (name, json_key(who))
+            self._buckets[key] = _Bucket(
+                index=int(index), sent=int(sent), suppressed=int(suppressed), sample=sample
+            )
+            heapq.heappush(
+                self._closing, ((int(index) + 1) * rule.rate_limit.per, next(self._seq), key, int(index))
+            )
+
     def _summary(self, rule: Rule, bucket: _Bucket) -> dict[str, Any]:
         per = rule.rate_limit.per  # type: ignore[union-attr]
         self.stats.summaries += 1
@@ -248,6 +266,98 @@ class IncidentFilter:
         out.extend(self._limiter.close_until(float("inf"), self._by_name))
         return out
 
+    def release_until(self, watermark: float) -> list[dict[str, Any]]:
+        """What is due when record time reaches `watermark` without a record saying so: the daemon
+        calls it with the wall clock, so a selected record goes out although the log went quiet."""
+        out: list[dict[str, Any]] = []
+        if watermark > self._watermark:
+            self._release(watermark, out)
+        return out
+
+    # --- state in the daemon's checkpoint ----------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the filter holds, as JSON-able data: selected records waiting out the dedupe
+        window, records held below a detection's threshold, rate-limit budgets. The daemon commits
+        it with the input offsets, so a crash neither loses nor repeats what the filter held."""
+        records: list[Any] = []  # originals held by detections, shared (a merge finds them by identity)
+        index: dict[int, int] = {}
+
+        def ref(payload: list[Any]) -> list[Any]:
+            record, path, ts, selected = payload
+            if id(record) not in index:
+                index[id(record)] = len(records)
+                records.append(record)
+            return [index[id(record)], path, ts, selected]
+
+        detections = {name: det.snapshot(ref) for name, det in self._detections.items()}
+        entries = []
+        for _, _, expiring, _, entry in sorted(self._heap, key=lambda item: item[1]):
+            entries.append(
+                {
+                    "ts": entry.ts,
+                    "record": entry.record,
+                    "path": entry.path,
+                    "rules": [r.name for r in entry.rules],
+                    "nodes": sorted(entry.nodes, key=lambda n: (n is not None, n or "")),
+                    "source": index.get(entry.source),
+                    "hold": entry.hold,
+                    "released": entry.released,
+                    "expiring": expiring,
+                }
+            )
+        return {
+            "version": STATE_VERSION,
+            "watermark": self._watermark if math.isfinite(self._watermark) else None,
+            "records": records,
+            "detections": detections,
+            "pending": entries,
+            "rate_limits": self._limiter.snapshot(),
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> int:
+        """Take back a `snapshot` into a new filter; returns how many held records were dropped
+        because the rules changed in between (a rule gone, below the level, or redefined)."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"filter state version {state.get('version')!r}")
+        if state.get("watermark") is not None:
+            self._watermark = float(state["watermark"])
+        records = list(state["records"])
+        dropped = 0
+
+        def payload(data: list[Any]) -> list[Any]:
+            i, path, ts, selected = data
+            return [records[i], path, float(ts), bool(selected)]
+
+        for name, data in state["detections"].items():
+            det = self._detections.get(name)
+            if det is None or not det.restore(data, payload):
+                dropped += sum(len(held) for *_, held in data["keys"])
+        for item in state["pending"]:
+            rules = [self._by_name[n] for n in item["rules"] if n in self._by_name]
+            key = dedupe_key(item["record"], item["path"])
+            if not rules or key is None:
+                dropped += not item["released"]
+                continue
+            source = item["source"]
+            entry = _Pending(
+                ts=float(item["ts"]),
+                record=item["record"],
+                path=item["path"],
+                rules=rules,
+                nodes=set(item["nodes"]),
+                source=id(records[source]) if source is not None else -1,
+                hold=float(item["hold"]),
+                released=bool(item["released"]),
+            )
+            self._pending.setdefault(key, []).append(entry)
+            if item["expiring"]:
+                due = entry.ts + 3 * self._window + entry.hold
+            else:
+                due = entry.ts + max(self._window, entry.hold)
+            heapq.heappush(self._heap, (due, next(self._seq), bool(item["expiring"]), key, entry))
+        self._limiter.restore(state["rate_limits"], self._by_name)
+        return dropped
+
     def _select(
         self,
         record: Mapping[str, Any],
@@ -282,7 +392,9 @@ class IncidentFilter:
             return  # exported already (or its copy is gone): never twice
         copy = dict(record)
         copy.setdefault("_path", path)  # which Zeek log, for sinks (syslog MSGID, SIEM routing)
-        entry = _Pending(ts=ts, record=copy, rules=list(rules), nodes={node}, source=id(record), hold=hold)
+        entry = _Pending(
+            ts=ts, record=copy, path=path, rules=list(rules), nodes={node}, source=id(record), hold=hold
+        )
         if key is None:
             self._emit(entry, out)
             return

@@ -16,21 +16,6 @@ from tests.support.httppeer import free_port
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-@pytest.fixture(scope="session")
-def enriched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Each scenario's recorded Zeek logs enriched once with its recorded inventory (`kubezeek enrich`)."""
-    out = {}
-    for name in ("shop", "compromised", "churn"):
-        paths = scenario_paths(name)
-        target = tmp_path_factory.mktemp(f"enriched-{name}")
-        result = CliRunner().invoke(
-            main, ["enrich", str(paths["json_logs"]), "-o", str(target), "--inventory", str(paths["watch"])]
-        )
-        assert result.exit_code == 0, result.output
-        out[name] = target
-    return out
-
-
 def filter_to_file(inputs: list[str], tmp_path: Path, *extra: str, stdin: bytes | None = None) -> list[dict]:
     out = tmp_path / "incidents.jsonl"
     result = CliRunner().invoke(main, ["filter", *inputs, "--sink", f"file:{out}", *extra], input=stdin)

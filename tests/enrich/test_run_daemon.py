@@ -228,3 +228,92 @@ def test_effective_settings_hide_sink_credentials(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["run", "--config", str(cfg), "--check"])  # refused, and not echoed
     assert res.exit_code == 1 and "credentials in the URL are not allowed" in res.output
     assert "hunter2" not in res.output
+
+
+def _committed(tmp_path: Path) -> dict[str, int]:
+    """Bytes of each log the last checkpoint covers."""
+    try:
+        state = orjson.loads((tmp_path / "state" / "checkpoint.json").read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return {}
+    return {Path(mark["name"]).name: mark["offset"] for mark in state["sources"].values()}
+
+
+def _incident_keys(data: bytes) -> list[tuple]:
+    from enrich.core.incident import DISCRIMINATORS
+
+    records = [orjson.loads(line) for line in data.splitlines()]
+    return sorted(
+        (
+            r["_path"],
+            r.get("uid"),
+            r["ts"],
+            tuple(r["incident.rules"]),
+            *(repr(r.get(f)) for f in DISCRIMINATORS),
+        )
+        for r in records
+    )
+
+
+@pytest.mark.slow
+def test_a_kill_between_two_halves_of_the_logs_loses_no_incident(
+    tmp_path: Path, enriched: dict[str, Path]
+) -> None:
+    """SIGKILL after the first half of every log is committed, then the second half: the incidents
+    are those of one `kubezeek filter` over the whole logs, each once. Threshold detections span the
+    cut, so the records the filter held at the kill must come back from the checkpoint (they used
+    to be lost: the checkpoint covered their input, and only memory held them)."""
+    logs = {
+        p.name: p.read_bytes().splitlines(keepends=True)
+        for p in scenario_paths("compromised")["json_logs"].glob("*.log")
+    }
+    (tmp_path / "zeek").mkdir()
+    for name, lines in logs.items():
+        (tmp_path / "zeek" / name).write_bytes(b"".join(lines[: len(lines) // 2]))
+    half = {name: size for name in logs if (size := (tmp_path / "zeek" / name).stat().st_size)}
+    cfg = write_config(tmp_path)
+    daemon = Daemon(cfg)
+    try:
+        wait_for(lambda: _committed(tmp_path) == half, 30, "the first halves committed")
+        time.sleep(0.5)  # idle commits: nothing in flight when the kill comes
+    finally:
+        daemon.proc.kill()
+        daemon.proc.wait(10)
+    for name, lines in logs.items():
+        with open(tmp_path / "zeek" / name, "ab") as fh:
+            fh.write(b"".join(lines[len(lines) // 2 :]))
+    whole = {name: (tmp_path / "zeek" / name).stat().st_size for name in logs}
+    daemon = Daemon(cfg)
+    try:
+        wait_for(lambda: _committed(tmp_path) == whole, 30, "the whole logs committed")
+    finally:
+        daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(20) == 0, "".join(daemon.lines)
+    expected = tmp_path / "expected.jsonl"
+    done = CliRunner().invoke(
+        main, ["filter", str(enriched["compromised"]), "--level", "medium", "--sink", f"file:{expected}"]
+    )
+    assert done.exit_code == 0, done.output
+    got = _incident_keys((tmp_path / "incidents.jsonl").read_bytes())
+    assert got == _incident_keys(expected.read_bytes())
+
+
+def test_an_incident_goes_out_while_the_log_stays_quiet(tmp_path: Path) -> None:
+    """One record selected and nothing after it: no later record moves record time past its dedupe
+    window, so the daemon lets it out by the wall clock (it used to wait for the next record, or
+    for SIGTERM)."""
+    lines = scenario_paths("compromised")["json_logs"].joinpath("conn.log").read_bytes().splitlines()
+    (shell,) = [line for line in lines if orjson.loads(line).get("id.resp_p") == 4444]
+    (tmp_path / "zeek").mkdir()
+    (tmp_path / "zeek" / "conn.log").write_bytes(shell + b"\n")
+    daemon = Daemon(write_config(tmp_path))
+    incidents = tmp_path / "incidents.jsonl"
+    try:
+        got = wait_for(lambda: incidents.exists() and incidents.read_bytes(), 20, "the incident exported")
+        assert daemon.proc.poll() is None, "".join(daemon.lines)
+    finally:
+        daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(20) == 0, "".join(daemon.lines)
+    (record,) = [orjson.loads(x) for x in got.splitlines()]
+    assert "pod-egress-unusual-port" in record["incident.rules"]
+    assert [orjson.loads(x)["uid"] for x in incidents.read_bytes().splitlines()] == [record["uid"]]  # once
