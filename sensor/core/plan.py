@@ -221,7 +221,7 @@ def plan(
         return [Action(op="add-filter", ifindex=f.ifindex, filter=f) for f in chosen]
 
     def key_ops(op: str, ips: frozenset[str]) -> list[Action]:
-        return [Action(op=op, ifindex=0, ip=ip) for ip in sorted(ips, key=ipaddress.ip_address)]
+        return [Action(op=op, ifindex=0, ip=ip) for ip in sorted(ips, key=_address_order)]
 
     # What suppresses copies (ct keys, passes, conntrack filters) first; then mirrors out, mirrors in;
     # then the suppressors that are no longer needed.
@@ -239,6 +239,13 @@ def plan(
         if ifindex not in ours_after and not actual.foreign_filters.get(ifindex):
             actions.append(Action(op="del-clsact", ifindex=ifindex))
     return Plan(actions=tuple(actions), desired=tuple(desired), overflow=tuple(overflow))
+
+
+def _address_order(ip: str) -> tuple[int, int]:
+    """Sort key for addresses of both families (IPv4 first); ip_address objects of different versions
+    do not compare."""
+    addr = ipaddress.ip_address(ip)
+    return addr.version, int(addr)
 
 
 def teardown(actual: ActualState) -> Plan:
