@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from enrich.errors import KubeError
 from sensor.adapters.bpf import CtFilter
 from sensor.adapters.handoff import Ledger
 from sensor.adapters.metrics import SensorMetrics
@@ -255,14 +256,21 @@ def run_loop(
     once: bool,
     dry_run: bool,
     reload: Callable[[], SensorSettings | None] = lambda: None,
+    sync_timeout: float | None = None,
 ):
     """Reconcile after every pod change and at least every reconcile_interval until `stop` is set.
 
-    `reload()` is asked before each pass for changed settings (the config file was edited).
+    `reload()` is asked before each pass for changed settings (the config file was edited). With
+    `sync_timeout` (seconds) a pod list that has not arrived by then is a KubeError; without, the
+    loop waits for it as long as it runs.
     """
+    deadline = None if sync_timeout is None else time.monotonic() + sync_timeout
     while not stop.is_set() and not watch.synced.wait(0.2):
         if watch.error is not None:
             raise watch.error
+        if deadline is not None and time.monotonic() > deadline:
+            last = f" (last error: {watch.last_error})" if watch.last_error else ""
+            raise KubeError(f"no pod list from the API server after {sync_timeout:g}s{last}")
     while not stop.is_set():
         wake.clear()
         if watch.error is not None:

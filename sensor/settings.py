@@ -44,6 +44,7 @@ SCHEMA: dict[str, tuple[str, Any]] = {
     "netns_dirs": ("list", ["/var/run/netns", "/var/run/docker/netns"]),
     "state_file": ("str", ""),
     "reconcile_interval": ("float", 30.0),
+    "sync_timeout": ("float", 60.0),
     "metrics_address": ("str", "0.0.0.0:9102"),
 }
 
@@ -71,7 +72,8 @@ class HandoffSettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SensorSettings:
-    """Everything `kubezeek-sensor run` needs; `reconcile_interval` in seconds."""
+    """Everything `kubezeek-sensor run` needs; `reconcile_interval` in seconds; `sync_timeout`: seconds
+    `--once`/`--dry-run` wait for the first pod list."""
 
     node_name: str
     kubeconfig: str | None
@@ -82,6 +84,7 @@ class SensorSettings:
     state_file: Path
     reconcile_interval: float
     metrics_address: str
+    sync_timeout: float = 60.0
 
     def describe(self) -> dict[str, Any]:
         """The effective config as plain data (logged once at start)."""
@@ -255,4 +258,5 @@ def load_settings(
         state_file=Path(v["state_file"]) if v["state_file"] else handoff_dir / "sensor-state.json",
         reconcile_interval=_within("reconcile_interval", v["reconcile_interval"], 0.01, 86400, "seconds"),
         metrics_address=_address("metrics_address", v["metrics_address"]),
+        sync_timeout=_within("sync_timeout", v["sync_timeout"], 0.01, 86400, "seconds"),
     )

@@ -148,6 +148,7 @@ class ResourceWatch:
         self._stop = threading.Event()
         self._response: urllib3.BaseHTTPResponse | None = None
         self._delivered = False  # the current watch stream delivered something (events, bookmarks)
+        self.last_error: str | None = None  # the retried error of the last failure, None after a success
 
     def __repr__(self) -> str:
         where = f" in {self.namespace}" if self.namespace else ""
@@ -199,6 +200,7 @@ class ResourceWatch:
     def _back_off(self, failures: int, reason: Exception) -> None:
         """Wait before retrying: exponential in consecutive failures, capped, with jitter."""
         self.connected = False
+        self.last_error = str(reason)
         delay = min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** (failures - 1))
         delay *= random.uniform(0.5, 1.0)
         log.warning("%r: %s; retrying in %.1fs (failure %d)", self, reason, delay, failures)
@@ -321,6 +323,7 @@ class ResourceWatch:
 
     def _succeeded(self, connected: bool = False) -> None:
         self.last_success = self._clock()
+        self.last_error = None
         self.connected = connected
 
 
