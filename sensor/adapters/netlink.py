@@ -151,20 +151,38 @@ class NetlinkHost:
                 f"a device named {cap.interface} exists and was not created by the sensor"
                 f" (alias {link.alias!r}); remove it or set capture.interface"
             )
-        if link is None:
-            self._call(
-                f"create {cap.interface}",
-                self.ipr.link,
-                "add",
-                ifname=cap.interface,
-                kind="veth",
-                peer={"ifname": cap.peer},
-            )
-            log.info("created capture interface %s (veth, peer %s)", cap.interface, cap.peer)
+        if link is not None:
+            for name in (cap.interface, cap.peer):
+                self._set_up(name, named.get(name), created=False)
+            return link.index
+        # The kernel ignores IFLA_IFALIAS in a link-add request: mark both ends right after creating
+        # them, and delete the pair again if any step of its set-up fails, so that no unmarked kz0 (which
+        # a later start would refuse as not ours) is ever left behind.
+        self._call(
+            f"create {cap.interface}", self.ipr.link, "add", ifname=cap.interface, kind="veth",
+            peer={"ifname": cap.peer},
+        )  # fmt: skip
+        try:
             named = {new.name: new for new in self.links().values()}
-        for name in (cap.interface, cap.peer):
-            self._set_up(name, named.get(name), created=link is None)
+            for name in (cap.interface, cap.peer):
+                if name in named:
+                    self._call(
+                        f"mark {name}", self.ipr.link, "set", index=named[name].index, ifalias=CAPTURE_ALIAS
+                    )
+            for name in (cap.interface, cap.peer):
+                self._set_up(name, named.get(name), created=True)
+        except NetlinkError:
+            self._discard(cap.interface)
+            raise
+        log.info("created capture interface %s (veth, peer %s)", cap.interface, cap.peer)
         return named[cap.interface].index
+
+    def _discard(self, name: str) -> None:
+        """Delete a capture device this call created and could not set up (best effort)."""
+        try:
+            self.ipr.link("del", ifname=name)
+        except PyNetlinkError as exc:
+            log.warning("could not remove the half set-up %s: %s", name, exc.args[-1] if exc.args else exc)
 
     def _set_up(self, name: str, link: Link | None, *, created: bool) -> None:
         """MTU, up, our alias; the peer drops what it receives (no ARP, no IPv6, no address)."""

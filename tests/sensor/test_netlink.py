@@ -8,7 +8,7 @@ import pytest
 
 from sensor.adapters.netlink import CAPTURE_ALIAS, NetlinkHost
 from sensor.core.plan import MIRROR, PASS, ActualState, MirrorTarget, plan, teardown
-from sensor.errors import CaptureInterfaceError, InterfaceNotFoundError
+from sensor.errors import CaptureInterfaceError, InterfaceNotFoundError, NetlinkError
 from sensor.settings import CaptureSettings
 from tests.sensor.podnet import PodNet, ip
 
@@ -120,3 +120,16 @@ def test_capture_interface_settings_and_refusal_of_a_stranger(routed):
         with pytest.raises(CaptureInterfaceError, match="not created by the sensor"):
             host.ensure_capture()
         assert not host.remove_capture()  # never deletes what it did not create
+
+
+def test_a_capture_interface_that_cannot_be_set_up_is_not_left_behind(routed):
+    from dataclasses import replace
+
+    with host_for(routed) as host:
+        host.capture = replace(host.capture, mtu=10)  # below a veth's minimum: the kernel refuses
+        with pytest.raises(NetlinkError, match=f"set {routed.capture} up"):
+            host.ensure_capture()
+        assert routed.capture not in ip("-br", "link").stdout
+        host.capture = replace(host.capture, mtu=65535)
+        assert host.ensure_capture() == host.capture_ifindex()  # the next start is not refused
+        assert host.remove_capture()
