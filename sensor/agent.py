@@ -16,7 +16,7 @@ from sensor.adapters.metrics import SensorMetrics
 from sensor.adapters.netlink import HostInterface, Link, NetlinkHost
 from sensor.core.plan import Action, ActualState, MirrorTarget, Plan, plan, teardown
 from sensor.core.selection import Decision, PodView, select
-from sensor.errors import InterfaceNotFoundError, NetlinkError
+from sensor.errors import InterfaceNotFoundError, LedgerError, NetlinkError
 from sensor.settings import SensorSettings
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class Agent:
         failures: dict[str, str] = {}
         ifaces: dict[str, HostInterface] = {}
         targets = self._targets(decisions, capture, failures, ifaces)
-        owned = self.ledger.load()
+        owned = self._owned()
         actual = self.host.read_actual(owned)
         if self.ct is not None:
             actual = replace(actual, ct_keys=self.ct.keys())
@@ -164,11 +164,28 @@ class Agent:
             self._after(report)
         return report
 
+    def _owned(self) -> set[tuple[int, str]]:
+        """The ledger's qdiscs; an unreadable ledger is set aside and the sensor goes on from the marks."""
+        try:
+            return self.ledger.load()
+        except LedgerError as exc:
+            aside = self.ledger.set_aside()
+            log.warning(
+                "%s; moved it to %s and going on from the marks (clsact qdiscs it listed are left in place)",
+                exc, aside,
+            )  # fmt: skip
+            return set()
+
     def _apply(self, the_plan: Plan, actual: ActualState, owned, targets, failures: dict[str, str]) -> int:
         names = dict(actual.names)
         broken: set[int] = set()
         applied = 0
-        before = set(owned)
+        # Intent first: the qdiscs about to be created go into the ledger before any is, in one write, so
+        # a sensor killed half-way leaves nothing `cleanup` cannot find. Failed ones leave it below.
+        intended = {(a.ifindex, names.get(a.ifindex, "")) for a in the_plan.actions if a.op == "add-clsact"}
+        if intended - owned:
+            self.ledger.save(owned | intended)
+        before = owned | intended
         prog_fd = self.ct.prog_fd if self.ct is not None else None
         for action in the_plan.actions:
             if action.ifindex in broken:
@@ -226,7 +243,7 @@ class Agent:
 
     def teardown(self, *, dry_run: bool = False) -> list[str]:
         """Remove every filter and qdisc of ours, then kz0; returns what was (or would be) done."""
-        owned = self.ledger.load()
+        owned = self._owned()
         actual = self.host.read_actual(owned)
         the_plan = teardown(actual)
         done = the_plan.describe(dict(actual.names))
