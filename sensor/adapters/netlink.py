@@ -331,6 +331,7 @@ class NetlinkHost:
         clsact = {q.ifindex for q in rtdump.qdiscs() if q.kind == "clsact" and q.ifindex in links}
         filters: list[TcFilter] = []
         foreign: dict[int, int] = {}
+        taken: dict[int, frozenset[int]] = {}
         for ifindex in sorted(clsact):
             for direction, parent in PARENTS.items():
                 try:
@@ -340,13 +341,15 @@ class NetlinkHost:
                 ours, others = rtdump.classify(ifindex, direction, msgs)
                 filters.extend(ours)
                 if others:
-                    foreign[ifindex] = foreign.get(ifindex, 0) + others
+                    foreign[ifindex] = foreign.get(ifindex, 0) + len(others)
+                    taken[ifindex] = taken.get(ifindex, frozenset()) | others
         owned_now = {i for i, name in owned if i in clsact and links[i].name == name}
         return ActualState(
             clsact=frozenset(clsact),
             owned_clsact=frozenset(owned_now),
             filters=tuple(filters),
             foreign_filters=foreign,
+            foreign_prios=taken,
             names={i: link.name for i, link in links.items()},
         )
 
@@ -371,15 +374,28 @@ class NetlinkHost:
         elif action.op == "add-filter" and action.filter is not None:
             self._call(what, ipr.tc, "add-filter", "u32", **_filter_args(action.filter))
         elif action.op == "del-filter" and action.filter is not None:
-            f = action.filter
-            kind = "bpf" if f.kind == CT else "u32"
-            extra = {} if f.kind == CT else {"target": CLASSID, "keys": []}
-            self._call(
-                what, ipr.tc, "del-filter", kind, index=f.ifindex, parent=PARENTS[f.direction], prio=f.prio,
-                protocol=0, **extra,
-            )  # fmt: skip
+            self._delete_filter(what, action.filter)
         else:
             raise NetlinkError(f"unknown action {what}")
+
+    def _delete_filter(self, what: str, f: TcFilter) -> None:
+        """Delete one filter of ours by its handle, then its priority group if that is left empty: never
+        a whole group that may hold someone else's filters too."""
+        if f.handle is None:
+            raise NetlinkError(f"{what}: no handle (only filters read from the kernel can be deleted)")
+        kind = "bpf" if f.kind == CT else "u32"
+        extra = {} if f.kind == CT else {"target": CLASSID, "keys": []}
+        where = {"index": f.ifindex, "parent": PARENTS[f.direction], "prio": f.prio, "protocol": 0}
+        self._call(what, self.ipr.tc, "del-filter", kind, handle=f.handle, **where, **extra)
+        try:
+            left = [m for m in rtdump.filters(f.ifindex, PARENTS[f.direction]) if m.info >> 16 == f.prio]
+        except NetlinkError:
+            return  # the device went away meanwhile
+        if left and not any(rtdump.is_filter(m) for m in left):
+            try:
+                self.ipr.tc("del-filter", kind, **where, **extra)  # the empty group (u32 keeps it)
+            except PyNetlinkError as exc:
+                log.debug("%s: empty priority group left: %s", what, exc)
 
 
 def _filter_args(f: TcFilter) -> dict:
