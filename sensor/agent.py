@@ -93,6 +93,9 @@ class Agent:
         self._cache: dict[str, HostInterface] = {}
         self._last_failures: dict[str, str] = {}
         self._last_mirrored: set[str] = set()
+        self._broken: set[int] = set()  # devices whose tc set-up failed at the last reconcile
+        self._errors: set[str] = set()  # refusals seen at the last reconcile (warned once, then debug)
+        self._seen_errors: set[str] = set()
         self.last_ok: float | None = None
 
     def _interface(self, pod: PodView, links: dict[int, Link]) -> HostInterface:
@@ -151,10 +154,21 @@ class Agent:
         if self.ct is not None:
             actual = replace(actual, ct_keys=self.ct.keys())
         ct_prog = self.ct.prog_id if self.ct is not None else (0 if self.ct_planned else None)
-        the_plan = plan(targets, actual, capture, ct_prog)
+        # Pods whose devices failed last time are retried, but their addresses stay out of pass filters
+        # and ct keys until their own mirrors are in place (else their traffic with others is copied
+        # nowhere).
+        suppress = [t for t in targets if t.ifindex not in self._broken]
+        the_plan = plan(targets, actual, capture, ct_prog, suppress)
         if the_plan.overflow:
             log.error("too many pod CIDRs for the tc priority range; not skipped: %s", the_plan.overflow)
+        self._seen_errors = set()
         applied = 0 if dry_run else self._apply(the_plan, actual, owned, targets, failures)
+        if not dry_run:
+            broken = {t.ifindex for t in targets if failures.get(t.pod_key) == "tc-failed"}
+            if broken or broken != self._broken:
+                applied += self._settle(targets, broken, capture, ct_prog, failures)
+            self._broken = broken
+            self._errors = self._seen_errors
         report = Report(
             decisions=tuple(decisions), targets=tuple(targets), failures=failures, plan=the_plan,
             actual=actual, applied=applied, seconds=time.monotonic() - started, capture=capture,
@@ -163,6 +177,17 @@ class Agent:
         if not dry_run:
             self._after(report)
         return report
+
+    def _settle(self, targets, broken: set[int], capture: int, ct_prog, failures: dict[str, str]) -> int:
+        """A second pass without the pods whose devices failed: their partial filters go, their addresses
+        leave the others' pass filters and the ct keys (or join them, for a pod that recovered)."""
+        good = [t for t in targets if t.ifindex not in broken]
+        owned = self._owned()
+        actual = self.host.read_actual(owned)
+        if self.ct is not None:
+            actual = replace(actual, ct_keys=self.ct.keys())
+        second = plan(good, actual, capture, ct_prog)
+        return self._apply(second, actual, owned, good, failures)
 
     def _owned(self) -> set[tuple[int, str]]:
         """The ledger's qdiscs; an unreadable ledger is set aside and the sensor goes on from the marks."""
@@ -196,7 +221,8 @@ class Agent:
                 else:
                     self.host.apply(action, names, prog_fd)
             except NetlinkError as exc:
-                log.warning("%s", exc)
+                self._seen_errors.add(str(exc))
+                log.log(logging.DEBUG if str(exc) in self._errors else logging.WARNING, "%s", exc)
                 if action.ip is None:  # a refused map key only costs that address its deduplication
                     broken.add(action.ifindex)
                 if self.metrics:

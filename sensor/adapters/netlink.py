@@ -14,6 +14,7 @@ Library errors become `NetlinkError` / `CaptureInterfaceError` / `InterfaceNotFo
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import socket
@@ -359,7 +360,15 @@ class NetlinkHost:
         what = action.describe(names)
         ipr = self.ipr
         if action.op == "add-clsact":
-            self._call(what, ipr.tc, "add", "clsact", index=action.ifindex)
+            try:
+                ipr.tc("add", "clsact", index=action.ifindex)
+            except PyNetlinkError as exc:
+                if exc.code == errno.EEXIST:  # the plan adds clsact only where there is none
+                    raise NetlinkError(
+                        f"{what}: the device has another ingress qdisc (not clsact); its pod is not mirrored"
+                        " until that qdisc is removed"
+                    ) from exc
+                raise NetlinkError(f"{what}: {exc.args[-1] if exc.args else exc}") from exc
         elif action.op == "del-clsact":
             self._call(what, ipr.tc, "del", "clsact", index=action.ifindex)
         elif action.op == "add-filter" and action.filter is not None and action.filter.kind == CT:

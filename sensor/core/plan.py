@@ -190,12 +190,17 @@ def _passes(
 
 
 def desired_filters(
-    targets: Iterable[MirrorTarget], actual: ActualState, capture: int, ct_prog: int | None = None
+    targets: Iterable[MirrorTarget],
+    actual: ActualState,
+    capture: int,
+    ct_prog: int | None = None,
+    suppress: Iterable[MirrorTarget] | None = None,
 ) -> tuple[list[TcFilter], list[str]]:
     """Every filter that should exist; existing pass filters keep their priority. With `ct_prog` (the
-    conntrack filter's program id) each ingress also gets a conntrack filter."""
+    conntrack filter's program id) each ingress also gets a conntrack filter. Pass filters cover the
+    addresses of `suppress` (default: all targets)."""
     targets = list(targets)
-    cidrs = pass_cidrs(targets)
+    cidrs = pass_cidrs(targets if suppress is None else suppress)
     wanted_cidrs = set(cidrs)
     desired: list[TcFilter] = []
     overflow: list[str] = []
@@ -224,13 +229,20 @@ def desired_filters(
 
 
 def plan(
-    targets: Iterable[MirrorTarget], actual: ActualState, capture: int, ct_prog: int | None = None
+    targets: Iterable[MirrorTarget],
+    actual: ActualState,
+    capture: int,
+    ct_prog: int | None = None,
+    suppress: Iterable[MirrorTarget] | None = None,
 ) -> Plan:
     """Actions that make the node's filters (and the conntrack filter's map, when `ct_prog` is given)
-    equal the desired ones, in an order that never duplicates."""
+    equal the desired ones, in an order that never duplicates. `suppress`: the targets whose addresses go
+    into pass filters and ct keys (default all): a pod whose own mirrors cannot be set up is left out,
+    so its traffic with mirrored pods is copied at theirs."""
     targets = list(targets)
-    desired, overflow = desired_filters(targets, actual, capture, ct_prog)
-    keys = ct_keys(targets) if ct_prog is not None else frozenset()
+    suppressing = targets if suppress is None else list(suppress)
+    desired, overflow = desired_filters(targets, actual, capture, ct_prog, suppressing)
+    keys = ct_keys(suppressing) if ct_prog is not None else frozenset()
     want, have = set(desired), set(actual.filters)
     adds, dels = [f for f in desired if f not in have], [f for f in actual.filters if f not in want]
     devices = {f.ifindex for f in desired}
