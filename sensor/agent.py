@@ -9,13 +9,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from enrich.errors import KubeError
 from sensor.adapters.bpf import CtFilter
 from sensor.adapters.handoff import Ledger
 from sensor.adapters.metrics import SensorMetrics
 from sensor.adapters.netlink import HostInterface, Link, NetlinkHost
 from sensor.core.plan import Action, ActualState, MirrorTarget, Plan, plan, teardown
 from sensor.core.selection import Decision, PodView, select
-from sensor.errors import InterfaceNotFoundError, NetlinkError
+from sensor.errors import InterfaceNotFoundError, LedgerError, NetlinkError
 from sensor.settings import SensorSettings
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,9 @@ class Agent:
         self._cache: dict[str, HostInterface] = {}
         self._last_failures: dict[str, str] = {}
         self._last_mirrored: set[str] = set()
+        self._broken: set[int] = set()  # devices whose tc set-up failed at the last reconcile
+        self._errors: set[str] = set()  # refusals seen at the last reconcile (warned once, then debug)
+        self._seen_errors: set[str] = set()
         self.last_ok: float | None = None
 
     def _interface(self, pod: PodView, links: dict[int, Link]) -> HostInterface:
@@ -145,15 +149,26 @@ class Agent:
         failures: dict[str, str] = {}
         ifaces: dict[str, HostInterface] = {}
         targets = self._targets(decisions, capture, failures, ifaces)
-        owned = self.ledger.load()
+        owned = self._owned()
         actual = self.host.read_actual(owned)
         if self.ct is not None:
             actual = replace(actual, ct_keys=self.ct.keys())
         ct_prog = self.ct.prog_id if self.ct is not None else (0 if self.ct_planned else None)
-        the_plan = plan(targets, actual, capture, ct_prog)
+        # Pods whose devices failed last time are retried, but their addresses stay out of pass filters
+        # and ct keys until their own mirrors are in place (else their traffic with others is copied
+        # nowhere).
+        suppress = [t for t in targets if t.ifindex not in self._broken]
+        the_plan = plan(targets, actual, capture, ct_prog, suppress)
         if the_plan.overflow:
             log.error("too many pod CIDRs for the tc priority range; not skipped: %s", the_plan.overflow)
+        self._seen_errors = set()
         applied = 0 if dry_run else self._apply(the_plan, actual, owned, targets, failures)
+        if not dry_run:
+            broken = {t.ifindex for t in targets if failures.get(t.pod_key) == "tc-failed"}
+            if broken or broken != self._broken:
+                applied += self._settle(targets, broken, capture, ct_prog, failures)
+            self._broken = broken
+            self._errors = self._seen_errors
         report = Report(
             decisions=tuple(decisions), targets=tuple(targets), failures=failures, plan=the_plan,
             actual=actual, applied=applied, seconds=time.monotonic() - started, capture=capture,
@@ -163,11 +178,39 @@ class Agent:
             self._after(report)
         return report
 
+    def _settle(self, targets, broken: set[int], capture: int, ct_prog, failures: dict[str, str]) -> int:
+        """A second pass without the pods whose devices failed: their partial filters go, their addresses
+        leave the others' pass filters and the ct keys (or join them, for a pod that recovered)."""
+        good = [t for t in targets if t.ifindex not in broken]
+        owned = self._owned()
+        actual = self.host.read_actual(owned)
+        if self.ct is not None:
+            actual = replace(actual, ct_keys=self.ct.keys())
+        second = plan(good, actual, capture, ct_prog)
+        return self._apply(second, actual, owned, good, failures)
+
+    def _owned(self) -> set[tuple[int, str]]:
+        """The ledger's qdiscs; an unreadable ledger is set aside and the sensor goes on from the marks."""
+        try:
+            return self.ledger.load()
+        except LedgerError as exc:
+            aside = self.ledger.set_aside()
+            log.warning(
+                "%s; moved it to %s and going on from the marks (clsact qdiscs it listed are left in place)",
+                exc, aside,
+            )  # fmt: skip
+            return set()
+
     def _apply(self, the_plan: Plan, actual: ActualState, owned, targets, failures: dict[str, str]) -> int:
         names = dict(actual.names)
         broken: set[int] = set()
         applied = 0
-        before = set(owned)
+        # Intent first: the qdiscs about to be created go into the ledger before any is, in one write, so
+        # a sensor killed half-way leaves nothing `cleanup` cannot find. Failed ones leave it below.
+        intended = {(a.ifindex, names.get(a.ifindex, "")) for a in the_plan.actions if a.op == "add-clsact"}
+        if intended - owned:
+            self.ledger.save(owned | intended)
+        before = owned | intended
         prog_fd = self.ct.prog_fd if self.ct is not None else None
         for action in the_plan.actions:
             if action.ifindex in broken:
@@ -178,7 +221,8 @@ class Agent:
                 else:
                     self.host.apply(action, names, prog_fd)
             except NetlinkError as exc:
-                log.warning("%s", exc)
+                self._seen_errors.add(str(exc))
+                log.log(logging.DEBUG if str(exc) in self._errors else logging.WARNING, "%s", exc)
                 if action.ip is None:  # a refused map key only costs that address its deduplication
                     broken.add(action.ifindex)
                 if self.metrics:
@@ -225,7 +269,7 @@ class Agent:
 
     def teardown(self, *, dry_run: bool = False) -> list[str]:
         """Remove every filter and qdisc of ours, then kz0; returns what was (or would be) done."""
-        owned = self.ledger.load()
+        owned = self._owned()
         actual = self.host.read_actual(owned)
         the_plan = teardown(actual)
         done = the_plan.describe(dict(actual.names))
@@ -255,14 +299,21 @@ def run_loop(
     once: bool,
     dry_run: bool,
     reload: Callable[[], SensorSettings | None] = lambda: None,
+    sync_timeout: float | None = None,
 ):
     """Reconcile after every pod change and at least every reconcile_interval until `stop` is set.
 
-    `reload()` is asked before each pass for changed settings (the config file was edited).
+    `reload()` is asked before each pass for changed settings (the config file was edited). With
+    `sync_timeout` (seconds) a pod list that has not arrived by then is a KubeError; without, the
+    loop waits for it as long as it runs.
     """
+    deadline = None if sync_timeout is None else time.monotonic() + sync_timeout
     while not stop.is_set() and not watch.synced.wait(0.2):
         if watch.error is not None:
             raise watch.error
+        if deadline is not None and time.monotonic() > deadline:
+            last = f" (last error: {watch.last_error})" if watch.last_error else ""
+            raise KubeError(f"no pod list from the API server after {sync_timeout:g}s{last}")
     while not stop.is_set():
         wake.clear()
         if watch.error is not None:

@@ -8,6 +8,7 @@
         ├── NetlinkError               a netlink/tc operation the kernel refused (names the operation)
         │   └── CaptureInterfaceError  the capture interface cannot be created or is not ours
         ├── InterfaceNotFoundError     one pod's host-side interface cannot be found (per pod; others go on)
+        ├── LedgerError                the ledger file is unreadable (set aside with a warning; marks go on)
         └── CtFilterUnavailable        the conntrack filter cannot be loaded (logged; mirroring goes on)
 
 The CLI maps each to one line `TypeName: message` and exit 1.
@@ -22,6 +23,7 @@ __all__ = [
     "ConfigError",
     "CtFilterUnavailable",
     "InterfaceNotFoundError",
+    "LedgerError",
     "NetlinkError",
     "SelectorError",
     "SensorError",
@@ -50,6 +52,10 @@ class InterfaceNotFoundError(SensorError):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class LedgerError(SensorError):
+    """The ledger of clsact qdiscs the sensor created cannot be read (truncated, not JSON, wrong shape)."""
 
 
 class CtFilterUnavailable(SensorError):

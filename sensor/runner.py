@@ -112,7 +112,10 @@ def run_sensor(
                 log.info("wrote %s", path)
         watch.start()
         try:
-            report = run_loop(agent, watch, stop, wake, once=once, dry_run=dry_run, reload=reload)
+            report = run_loop(
+                agent, watch, stop, wake, once=once, dry_run=dry_run, reload=reload,
+                sync_timeout=settings.sync_timeout if (once or dry_run) else None,
+            )  # fmt: skip
         finally:
             watch.stop()
             if server is not None:

@@ -8,6 +8,7 @@ name also comes from `NODE_NAME` (the downward API). Errors name the key.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from sensor.errors import SelectorError
 
 ENV_PREFIX = "KUBEZEEK_SENSOR_"
 CONNTRACK_FILTER_MODES = ("auto", "disabled")
+MTU_MIN, MTU_MAX = 68, 65535  # a veth's limits (ETH_MIN_MTU .. its maxmtu)
 
 # dotted key -> (type, default). Types: str, int, float, list (of str), optional-str ("str?").
 SCHEMA: dict[str, tuple[str, Any]] = {
@@ -42,6 +44,7 @@ SCHEMA: dict[str, tuple[str, Any]] = {
     "netns_dirs": ("list", ["/var/run/netns", "/var/run/docker/netns"]),
     "state_file": ("str", ""),
     "reconcile_interval": ("float", 30.0),
+    "sync_timeout": ("float", 60.0),
     "metrics_address": ("str", "0.0.0.0:9102"),
 }
 
@@ -69,7 +72,8 @@ class HandoffSettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SensorSettings:
-    """Everything `kubezeek-sensor run` needs; `reconcile_interval` in seconds."""
+    """Everything `kubezeek-sensor run` needs; `reconcile_interval` in seconds; `sync_timeout`: seconds
+    `--once`/`--dry-run` wait for the first pod list."""
 
     node_name: str
     kubeconfig: str | None
@@ -80,6 +84,7 @@ class SensorSettings:
     state_file: Path
     reconcile_interval: float
     metrics_address: str
+    sync_timeout: float = 60.0
 
     def describe(self) -> dict[str, Any]:
         """The effective config as plain data (logged once at start)."""
@@ -99,7 +104,12 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and any(k.startswith(f"{dotted}.") for k in SCHEMA):
+        section = any(k.startswith(f"{dotted}.") for k in SCHEMA)
+        if section and value is None:
+            continue  # `selection:` with nothing under it: all defaults
+        if section and not isinstance(value, Mapping):
+            raise ConfigError(f"{dotted}: expected a mapping of {dotted}.* keys, got {value!r}")
+        if section:
             flat.update(_flatten(value, f"{dotted}."))
         else:
             flat[dotted] = value
@@ -120,12 +130,14 @@ def _coerce(key: str, kind: str, value: Any, origin: str) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
         return list(value)
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
     try:
         number = int(value) if kind == "int" else float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-    if number <= 0:
-        raise ConfigError(f"{where}: must be positive, got {value!r}")
+    if not math.isfinite(number) or number <= 0:  # NaN compares false with everything
+        raise ConfigError(f"{where}: must be a positive finite number, got {value!r}")
     return number
 
 
@@ -176,6 +188,22 @@ def _choice(key: str, value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def _within(key: str, value: float, low: float, high: float, unit: str) -> float:
+    if not low <= value <= high:
+        raise ConfigError(f"{key}: {value!r} is out of range ({low:g} to {high:g} {unit})")
+    return value
+
+
+def _address(key: str, value: str) -> str:
+    """HOST:PORT (port 0-65535; `[v6]:PORT` for IPv6) or '' (disabled)."""
+    if not value:
+        return value
+    _, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{key}: {value!r} is not HOST:PORT with a port from 0 to 65535")
+    return value
+
+
 def _ifname(key: str, value: str) -> str:
     if not 0 < len(value) < 16 or "/" in value or " " in value:
         raise ConfigError(f"{key}: {value!r} is not a valid interface name (1-15 characters)")
@@ -196,6 +224,9 @@ def load_settings(
     except SelectorError as exc:
         raise ConfigError(f"selection.label_selector: {exc}") from exc
     interface = _ifname("capture.interface", v["capture.interface"])
+    peer = _ifname("capture.peer", v["capture.peer"] or f"{interface}p")
+    if peer == interface:
+        raise ConfigError(f"capture.peer: {peer!r} is also capture.interface; the veth pair needs two names")
     handoff_dir = Path(v["handoff.directory"])
     return SensorSettings(
         node_name=v["node_name"],
@@ -211,9 +242,9 @@ def load_settings(
         ),
         capture=CaptureSettings(
             interface=interface,
-            peer=_ifname("capture.peer", v["capture.peer"] or f"{interface}p"),
-            mtu=min(v["capture.mtu"], 65535),
-            snaplen=v["capture.snaplen"],
+            peer=peer,
+            mtu=int(_within("capture.mtu", v["capture.mtu"], MTU_MIN, MTU_MAX, "bytes")),
+            snaplen=int(_within("capture.snaplen", v["capture.snaplen"], 1, 262144, "bytes")),
             conntrack_filter=_choice(
                 "capture.conntrack_filter", v["capture.conntrack_filter"], CONNTRACK_FILTER_MODES
             ),
@@ -225,6 +256,7 @@ def load_settings(
         ),
         netns_dirs=tuple(Path(p) for p in v["netns_dirs"]),
         state_file=Path(v["state_file"]) if v["state_file"] else handoff_dir / "sensor-state.json",
-        reconcile_interval=v["reconcile_interval"],
-        metrics_address=v["metrics_address"],
+        reconcile_interval=_within("reconcile_interval", v["reconcile_interval"], 0.01, 86400, "seconds"),
+        metrics_address=_address("metrics_address", v["metrics_address"]),
+        sync_timeout=_within("sync_timeout", v["sync_timeout"], 0.01, 86400, "seconds"),
     )

@@ -10,7 +10,8 @@ One `ResourceWatch` per resource runs a deliberately trivial loop (after kopf's 
       ├─ BOOKMARK ──► remember its resourceVersion (nothing delivered)
       ├─ stream ends (timeout) ──► watch again from the last resourceVersion
       ├─ ERROR 410 / HTTP 410 Gone ──► list again
-      ├─ connection error, 5xx, 429, garbage ──► back off (exponential, jitter, capped), watch again
+      ├─ connection error, 5xx, 429, garbage ──► back off (exponential, jitter, capped), watch again;
+      │    a stream that delivered events before it broke counts as a success (the backoff starts over)
       └─ 403 ──► KubeForbiddenError (fatal); other 4xx ──► KubeError (fatal)
 
 Objects stay plain dicts exactly as the API server (and kubectl) spells them: requests ask for raw
@@ -146,6 +147,8 @@ class ResourceWatch:
         self._clock = clock
         self._stop = threading.Event()
         self._response: urllib3.BaseHTTPResponse | None = None
+        self._delivered = False  # the current watch stream delivered something (events, bookmarks)
+        self.last_error: str | None = None  # the retried error of the last failure, None after a success
 
     def __repr__(self) -> str:
         where = f" in {self.namespace}" if self.namespace else ""
@@ -175,6 +178,7 @@ class ResourceWatch:
         """The loop. Returns when stopped; raises KubeForbiddenError / KubeError when fatal."""
         failures = expiries = 0
         while not self._stop.is_set():
+            self._delivered = False
             try:
                 if self.resource_version is None:
                     on_resync(self._list())
@@ -184,17 +188,19 @@ class ResourceWatch:
             except _Expired as exc:
                 log.info("%r: %s; listing again", self, exc)
                 self.resource_version = None
-                expiries += 1
+                expiries = 1 if self._delivered else expiries + 1
                 if expiries > 1:  # 410 again right after a fresh list: don't hammer the server
                     self._back_off(expiries - 1, exc)
             except KubeTransientError as exc:
-                failures += 1
+                # A stream that delivered events before it broke was a success: start the backoff over.
+                failures = 1 if self._delivered else failures + 1
                 self._back_off(failures, exc)
         self.connected = False
 
     def _back_off(self, failures: int, reason: Exception) -> None:
         """Wait before retrying: exponential in consecutive failures, capped, with jitter."""
         self.connected = False
+        self.last_error = str(reason)
         delay = min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** (failures - 1))
         delay *= random.uniform(0.5, 1.0)
         log.warning("%r: %s; retrying in %.1fs (failure %d)", self, reason, delay, failures)
@@ -285,7 +291,7 @@ class ResourceWatch:
                 if self._stop.is_set():
                     return progressed
                 self._handle(line, on_event)
-                progressed = True
+                progressed = self._delivered = True
                 self._succeeded(connected=True)
             self._succeeded()
             return True  # a clean end (timeoutSeconds): watch again at once
@@ -317,6 +323,7 @@ class ResourceWatch:
 
     def _succeeded(self, connected: bool = False) -> None:
         self.last_success = self._clock()
+        self.last_error = None
         self.connected = connected
 
 

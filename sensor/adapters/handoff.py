@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from sensor.errors import SensorError
+from sensor.errors import LedgerError, SensorError
 from sensor.settings import SensorSettings
 
 
@@ -62,20 +62,30 @@ def write_handoff(settings: SensorSettings) -> list[Path]:
 
 
 class Ledger:
-    """The clsact qdiscs the sensor created, as (ifindex, ifname) in a JSON file, so a later `cleanup`
-    (after a crash) removes only those."""
+    """The clsact qdiscs the sensor created (or is about to create), as (ifindex, ifname) in a JSON file,
+    so a later `cleanup` (after a crash) removes only those."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def load(self) -> set[tuple[int, str]]:
+        """The recorded qdiscs; LedgerError if the file exists but cannot be read as a ledger."""
         try:
             data = json.loads(self.path.read_text())
             return {(int(e["ifindex"]), str(e["ifname"])) for e in data.get("clsact", [])}
         except FileNotFoundError:
             return set()
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SensorError(f"cannot read the sensor ledger {self.path}: {exc}") from exc
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise LedgerError(f"cannot read the sensor ledger {self.path}: {exc}") from exc
+
+    def set_aside(self) -> Path:
+        """Move an unreadable ledger out of the way (kept for inspection as `<name>.corrupt`)."""
+        aside = self.path.with_name(self.path.name + ".corrupt")
+        try:
+            os.replace(self.path, aside)
+        except OSError as exc:
+            raise LedgerError(f"cannot move the unreadable ledger {self.path} aside: {exc.strerror}") from exc
+        return aside
 
     def save(self, owned: set[tuple[int, str]]) -> None:
         entries = [{"ifindex": i, "ifname": n} for i, n in sorted(owned)]

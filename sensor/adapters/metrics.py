@@ -91,7 +91,7 @@ class MetricsServer:
     def start(self) -> int:
         try:
             self._server = make_server(self.host, self.port, self._app, handler_class=_QuietHandler)
-        except OSError as exc:
+        except (OSError, OverflowError) as exc:  # OverflowError: a port beyond 65535
             raise ConfigError(f"metrics_address: cannot listen on {self.host}:{self.port}: {exc}") from exc
         threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True).start()
         return self._server.server_port

@@ -14,6 +14,7 @@ Library errors become `NetlinkError` / `CaptureInterfaceError` / `InterfaceNotFo
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import socket
@@ -151,20 +152,38 @@ class NetlinkHost:
                 f"a device named {cap.interface} exists and was not created by the sensor"
                 f" (alias {link.alias!r}); remove it or set capture.interface"
             )
-        if link is None:
-            self._call(
-                f"create {cap.interface}",
-                self.ipr.link,
-                "add",
-                ifname=cap.interface,
-                kind="veth",
-                peer={"ifname": cap.peer},
-            )
-            log.info("created capture interface %s (veth, peer %s)", cap.interface, cap.peer)
+        if link is not None:
+            for name in (cap.interface, cap.peer):
+                self._set_up(name, named.get(name), created=False)
+            return link.index
+        # The kernel ignores IFLA_IFALIAS in a link-add request: mark both ends right after creating
+        # them, and delete the pair again if any step of its set-up fails, so that no unmarked kz0 (which
+        # a later start would refuse as not ours) is ever left behind.
+        self._call(
+            f"create {cap.interface}", self.ipr.link, "add", ifname=cap.interface, kind="veth",
+            peer={"ifname": cap.peer},
+        )  # fmt: skip
+        try:
             named = {new.name: new for new in self.links().values()}
-        for name in (cap.interface, cap.peer):
-            self._set_up(name, named.get(name), created=link is None)
+            for name in (cap.interface, cap.peer):
+                if name in named:
+                    self._call(
+                        f"mark {name}", self.ipr.link, "set", index=named[name].index, ifalias=CAPTURE_ALIAS
+                    )
+            for name in (cap.interface, cap.peer):
+                self._set_up(name, named.get(name), created=True)
+        except NetlinkError:
+            self._discard(cap.interface)
+            raise
+        log.info("created capture interface %s (veth, peer %s)", cap.interface, cap.peer)
         return named[cap.interface].index
+
+    def _discard(self, name: str) -> None:
+        """Delete a capture device this call created and could not set up (best effort)."""
+        try:
+            self.ipr.link("del", ifname=name)
+        except PyNetlinkError as exc:
+            log.warning("could not remove the half set-up %s: %s", name, exc.args[-1] if exc.args else exc)
 
     def _set_up(self, name: str, link: Link | None, *, created: bool) -> None:
         """MTU, up, our alias; the peer drops what it receives (no ARP, no IPv6, no address)."""
@@ -313,6 +332,7 @@ class NetlinkHost:
         clsact = {q.ifindex for q in rtdump.qdiscs() if q.kind == "clsact" and q.ifindex in links}
         filters: list[TcFilter] = []
         foreign: dict[int, int] = {}
+        taken: dict[int, frozenset[int]] = {}
         for ifindex in sorted(clsact):
             for direction, parent in PARENTS.items():
                 try:
@@ -322,13 +342,15 @@ class NetlinkHost:
                 ours, others = rtdump.classify(ifindex, direction, msgs)
                 filters.extend(ours)
                 if others:
-                    foreign[ifindex] = foreign.get(ifindex, 0) + others
+                    foreign[ifindex] = foreign.get(ifindex, 0) + len(others)
+                    taken[ifindex] = taken.get(ifindex, frozenset()) | others
         owned_now = {i for i, name in owned if i in clsact and links[i].name == name}
         return ActualState(
             clsact=frozenset(clsact),
             owned_clsact=frozenset(owned_now),
             filters=tuple(filters),
             foreign_filters=foreign,
+            foreign_prios=taken,
             names={i: link.name for i, link in links.items()},
         )
 
@@ -338,7 +360,15 @@ class NetlinkHost:
         what = action.describe(names)
         ipr = self.ipr
         if action.op == "add-clsact":
-            self._call(what, ipr.tc, "add", "clsact", index=action.ifindex)
+            try:
+                ipr.tc("add", "clsact", index=action.ifindex)
+            except PyNetlinkError as exc:
+                if exc.code == errno.EEXIST:  # the plan adds clsact only where there is none
+                    raise NetlinkError(
+                        f"{what}: the device has another ingress qdisc (not clsact); its pod is not mirrored"
+                        " until that qdisc is removed"
+                    ) from exc
+                raise NetlinkError(f"{what}: {exc.args[-1] if exc.args else exc}") from exc
         elif action.op == "del-clsact":
             self._call(what, ipr.tc, "del", "clsact", index=action.ifindex)
         elif action.op == "add-filter" and action.filter is not None and action.filter.kind == CT:
@@ -353,15 +383,28 @@ class NetlinkHost:
         elif action.op == "add-filter" and action.filter is not None:
             self._call(what, ipr.tc, "add-filter", "u32", **_filter_args(action.filter))
         elif action.op == "del-filter" and action.filter is not None:
-            f = action.filter
-            kind = "bpf" if f.kind == CT else "u32"
-            extra = {} if f.kind == CT else {"target": CLASSID, "keys": []}
-            self._call(
-                what, ipr.tc, "del-filter", kind, index=f.ifindex, parent=PARENTS[f.direction], prio=f.prio,
-                protocol=0, **extra,
-            )  # fmt: skip
+            self._delete_filter(what, action.filter)
         else:
             raise NetlinkError(f"unknown action {what}")
+
+    def _delete_filter(self, what: str, f: TcFilter) -> None:
+        """Delete one filter of ours by its handle, then its priority group if that is left empty: never
+        a whole group that may hold someone else's filters too."""
+        if f.handle is None:
+            raise NetlinkError(f"{what}: no handle (only filters read from the kernel can be deleted)")
+        kind = "bpf" if f.kind == CT else "u32"
+        extra = {} if f.kind == CT else {"target": CLASSID, "keys": []}
+        where = {"index": f.ifindex, "parent": PARENTS[f.direction], "prio": f.prio, "protocol": 0}
+        self._call(what, self.ipr.tc, "del-filter", kind, handle=f.handle, **where, **extra)
+        try:
+            left = [m for m in rtdump.filters(f.ifindex, PARENTS[f.direction]) if m.info >> 16 == f.prio]
+        except NetlinkError:
+            return  # the device went away meanwhile
+        if left and not any(rtdump.is_filter(m) for m in left):
+            try:
+                self.ipr.tc("del-filter", kind, **where, **extra)  # the empty group (u32 keeps it)
+            except PyNetlinkError as exc:
+                log.debug("%s: empty priority group left: %s", what, exc)
 
 
 def _filter_args(f: TcFilter) -> dict:

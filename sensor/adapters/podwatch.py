@@ -57,6 +57,11 @@ class NodePodWatch:
     def synced(self) -> threading.Event:
         return self._watch.synced
 
+    @property
+    def last_error(self) -> str | None:
+        """Why the last list or watch failed (a retried error), None after a success."""
+        return self._watch.last_error
+
     def staleness(self, now: float) -> float:
         return self._watch.staleness(now)
 

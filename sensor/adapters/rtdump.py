@@ -89,12 +89,13 @@ def _dump(msg_type: int, body: bytes) -> Iterator[bytes]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TcMessage:
-    """One qdisc or filter message: device, parent, tcm_info (prio << 16 | protocol), its attributes."""
+    """One qdisc or filter message: device, parent, tcm_info (prio << 16 | protocol), handle, attributes."""
 
     ifindex: int
     parent: int
     info: int
     attrs: Attrs
+    handle: int = 0
 
     @property
     def kind(self) -> str | None:
@@ -105,8 +106,10 @@ def _tc(msg_type: int, ifindex: int, parent: int) -> list[TcMessage]:
     body = struct.pack("=BxxxiIII", socket.AF_UNSPEC, ifindex, 0, parent, 0)
     out = []
     for message in _dump(msg_type, body):
-        _family, index, _handle, parent_, info = struct.unpack_from("=BxxxiIII", message, 16)
-        out.append(TcMessage(ifindex=index, parent=parent_, info=info, attrs=attrs(message, 36)))
+        _family, index, handle, parent_, info = struct.unpack_from("=BxxxiIII", message, 16)
+        out.append(
+            TcMessage(ifindex=index, parent=parent_, info=info, attrs=attrs(message, 36), handle=handle)
+        )
     return out
 
 
@@ -186,38 +189,37 @@ def _cidr_from_keys(protocol: int, words: dict[int, tuple[int, int]] | None) -> 
     return str(net)
 
 
-def classify(ifindex: int, direction: str, msgs: list[TcMessage]) -> tuple[list[TcFilter], int]:
-    """Split one device/direction's filter dump into ours and a count of others' (by priority)."""
+def is_filter(msg: TcMessage) -> bool:
+    """A filter message, not the header a dump sends per priority (and, for u32, per hash table)."""
+    if TCA_OPTIONS not in msg.attrs:
+        return False
+    return msg.kind != "u32" or TCA_U32_SEL in attrs(msg.attrs[TCA_OPTIONS])
+
+
+def classify(ifindex: int, direction: str, msgs: list[TcMessage]) -> tuple[list[TcFilter], set[int]]:
+    """Split one device/direction's filter dump into ours (with their handles) and the priorities others'
+    filters hold. A dump of one direction also lists the other direction's u32 filters at the same
+    priority (u32 hash tables are per qdisc); ours never share a priority across directions, and a
+    filter of ours listed twice (an older layout) is taken once."""
     ours: list[TcFilter] = []
     foreign: set[int] = set()
     for msg in msgs:
+        if not is_filter(msg):
+            continue
         prio, protocol = msg.info >> 16, socket.ntohs(msg.info & 0xFFFF)
-        if msg.kind == "bpf":
-            if TCA_OPTIONS not in msg.attrs:
-                continue  # the per-priority header message (no handle, no options)
-            options = attrs(msg.attrs[TCA_OPTIONS])
-            if PRIO_FIRST <= prio <= PRIO_MIRROR and u32(options.get(TCA_BPF_CLASSID)) == CLASSID:
-                prog = u32(options.get(TCA_BPF_ID)) or 0
-                ours.append(TcFilter(ifindex=ifindex, direction=direction, prio=prio, kind=CT, target=prog))
-            else:
-                foreign.add(prio)
-            continue
-        if msg.kind != "u32":
+        options = attrs(msg.attrs[TCA_OPTIONS])
+        base = {"ifindex": ifindex, "direction": direction, "prio": prio, "handle": msg.handle}
+        in_range = PRIO_FIRST <= prio <= PRIO_MIRROR
+        if msg.kind == "bpf" and in_range and u32(options.get(TCA_BPF_CLASSID)) == CLASSID:
+            ours.append(TcFilter(**base, kind=CT, target=u32(options.get(TCA_BPF_ID)) or 0))
+        elif msg.kind != "u32" or not in_range or u32(options.get(TCA_U32_CLASSID)) != CLASSID:
             foreign.add(prio)
-            continue
-        options = attrs(msg.attrs.get(TCA_OPTIONS, b""))
-        if TCA_U32_SEL not in options:
-            continue  # the u32 hash-table header messages
-        if not (PRIO_FIRST <= prio <= PRIO_MIRROR and u32(options.get(TCA_U32_CLASSID)) == CLASSID):
-            foreign.add(prio)
-            continue
-        mirred = _mirred_target(options.get(TCA_U32_ACT))
-        if mirred is not None:
-            ours.append(TcFilter(ifindex=ifindex, direction=direction, prio=prio, kind=MIRROR, target=mirred))
+        elif (mirred := _mirred_target(options.get(TCA_U32_ACT))) is not None:
+            ours.append(TcFilter(**base, kind=MIRROR, target=mirred))
         else:
             cidr = _cidr_from_keys(protocol, _u32_keys(options[TCA_U32_SEL]))
-            ours.append(TcFilter(ifindex=ifindex, direction=direction, prio=prio, kind=PASS, cidr=cidr))
-    return list(dict.fromkeys(ours)), len(foreign)
+            ours.append(TcFilter(**base, kind=PASS, cidr=cidr))
+    return list(dict.fromkeys(ours)), foreign
 
 
 def _mirred_target(actions: bytes | None) -> int | None:

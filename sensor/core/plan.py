@@ -28,10 +28,13 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-# Priorities 0xF000..0xFFFE are ours: passes below, the catch-all mirror last. Other tools (CNIs, the
-# kernel's default of 49152 = 0xC000) sit at lower numbers and run before us.
+# Priorities 0xF000..0xFFFE are ours: passes below, the catch-all mirrors last. Other tools (CNIs, the
+# kernel's default of 49152 = 0xC000) sit at lower numbers and run before us. The two mirrors of a device
+# differ in priority: u32 keeps its hash tables per qdisc, so a dump of one direction at a priority also
+# lists the other direction's u32 filters at that priority.
 PRIO_FIRST = 0xF000
-PRIO_MIRROR = 0xFFFE
+PRIO_MIRROR = 0xFFFE  # the ingress mirror
+PRIO_MIRROR_EGRESS = 0xFFFD
 CLASSID = 0x4B5A0000  # "KZ": the u32 classid every filter of ours carries
 INGRESS, EGRESS = "ingress", "egress"
 MIRROR, PASS, CT = "mirror", "pass", "ct-skip"
@@ -58,6 +61,7 @@ class TcFilter:
     kind: str
     cidr: str | None = None
     target: int | None = None
+    handle: int | None = field(default=None, compare=False)  # the kernel's, for filters read back
 
     def describe(self, names: Mapping[int, str]) -> str:
         dev = names.get(self.ifindex, f"if{self.ifindex}")
@@ -72,13 +76,15 @@ class TcFilter:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActualState:
-    """What the node has now: clsact qdiscs, the ones we created, our filters, others' filter counts, the
-    addresses in the conntrack filter's map."""
+    """What the node has now: clsact qdiscs, the ones we created, our filters, others' filter counts and
+    the priorities their filters hold on each device (either direction), the addresses in the conntrack
+    filter's map."""
 
     clsact: frozenset[int] = frozenset()
     owned_clsact: frozenset[int] = frozenset()
     filters: tuple[TcFilter, ...] = ()
     foreign_filters: Mapping[int, int] = field(default_factory=dict)
+    foreign_prios: Mapping[int, frozenset[int]] = field(default_factory=dict)
     names: Mapping[int, str] = field(default_factory=dict)
     ct_keys: frozenset[str] = frozenset()
 
@@ -121,10 +127,23 @@ def pass_cidrs(targets: Iterable[MirrorTarget]) -> list[str]:
     return [str(n) for n in (*v4, *v6)]
 
 
-def _mirrors(target: MirrorTarget, capture: int) -> list[TcFilter]:
+def _mirrors(
+    target: MirrorTarget, capture: int, mine: list[TcFilter], taken: frozenset[int]
+) -> list[TcFilter]:
+    """The two catch-all mirrors: where ours are now if they point at `capture`, else at the highest
+    priorities no foreign filter holds (`taken`), ingress and egress apart."""
+    prios: dict[str, int] = {}
+    for direction, default in ((INGRESS, PRIO_MIRROR), (EGRESS, PRIO_MIRROR_EGRESS)):
+        other = set(prios.values())
+        here = [f for f in mine if f.direction == direction and f.kind == MIRROR and f.target == capture]
+        now = next((f.prio for f in here if f.prio not in other), None)
+        if now is None:
+            candidates = (p for p in range(default, PRIO_FIRST - 1, -1) if p not in taken and p not in other)
+            now = next(candidates, default)
+        prios[direction] = now
     return [
-        TcFilter(ifindex=target.ifindex, direction=d, prio=PRIO_MIRROR, kind=MIRROR, target=capture)
-        for d in (INGRESS, EGRESS)
+        TcFilter(ifindex=target.ifindex, direction=d, prio=p, kind=MIRROR, target=capture)
+        for d, p in prios.items()
     ]
 
 
@@ -133,14 +152,14 @@ def ct_keys(targets: Iterable[MirrorTarget]) -> frozenset[str]:
     return frozenset(str(ipaddress.ip_address(ip)) for t in targets for ip in t.ips)
 
 
-def _ct_filter(target: MirrorTarget, mine: list[TcFilter], prog: int) -> TcFilter | None:
+def _ct_filter(target: MirrorTarget, mine: list[TcFilter], prog: int, blocked: set[int]) -> TcFilter | None:
     """The conntrack filter on one ingress (`mine`: the filters there now): the one in place if it runs
     `prog`, else a new one at the lowest priority none of ours holds (so it can be added before an old
-    one goes)."""
+    one goes) and not in `blocked` (others' priorities, the mirrors')."""
     for f in mine:
         if f.kind == CT and f.target == prog:
             return f
-    used = {f.prio for f in mine}
+    used = {f.prio for f in mine} | blocked
     prio = next((p for p in range(PRIO_FIRST, PRIO_MIRROR) if p not in used), None)
     if prio is None:
         return None
@@ -152,11 +171,11 @@ def _passes(
 ) -> tuple[list[TcFilter], list[str]]:
     """Pass filters for `cidrs` on one device, keeping the priorities of those already in place.
 
-    New ones take priorities no filter of ours holds right now, so they can be added before stale ones go.
+    New ones take priorities nothing in `occupied` holds (our filters there now, others' filters, the
+    mirrors), so they can be added before stale ones go and never join a group of someone else's.
     """
     have = {f.cidr: f for f in kept}
-    used = occupied  # `kept` are among them
-    free = (p for p in range(PRIO_FIRST, PRIO_MIRROR) if p not in used)
+    free = (p for p in range(PRIO_FIRST, PRIO_MIRROR) if p not in occupied)
     out, overflow = [], []
     for cidr in cidrs:
         if cidr in have:
@@ -171,12 +190,17 @@ def _passes(
 
 
 def desired_filters(
-    targets: Iterable[MirrorTarget], actual: ActualState, capture: int, ct_prog: int | None = None
+    targets: Iterable[MirrorTarget],
+    actual: ActualState,
+    capture: int,
+    ct_prog: int | None = None,
+    suppress: Iterable[MirrorTarget] | None = None,
 ) -> tuple[list[TcFilter], list[str]]:
     """Every filter that should exist; existing pass filters keep their priority. With `ct_prog` (the
-    conntrack filter's program id) each ingress also gets a conntrack filter."""
+    conntrack filter's program id) each ingress also gets a conntrack filter. Pass filters cover the
+    addresses of `suppress` (default: all targets)."""
     targets = list(targets)
-    cidrs = pass_cidrs(targets)
+    cidrs = pass_cidrs(targets if suppress is None else suppress)
     wanted_cidrs = set(cidrs)
     desired: list[TcFilter] = []
     overflow: list[str] = []
@@ -185,25 +209,40 @@ def desired_filters(
         on.setdefault((f.ifindex, f.direction), []).append(f)
     for target in sorted(targets, key=lambda t: t.ifindex):
         egress = on.get((target.ifindex, EGRESS), [])
-        kept = [f for f in egress if f.kind == PASS and f.cidr in wanted_cidrs]
-        passes, over = _passes(target.ifindex, cidrs, kept, {f.prio for f in egress})
-        desired.extend(passes)
         ingress = on.get((target.ifindex, INGRESS), [])
-        ct = _ct_filter(target, ingress, ct_prog) if ct_prog is not None else None
-        desired.extend([ct] if ct is not None else [])
-        desired.extend(_mirrors(target, capture))
+        taken = actual.foreign_prios.get(target.ifindex, frozenset())
+        mirrors = _mirrors(target, capture, egress + ingress, taken)
+        blocked = set(taken) | {f.prio for f in mirrors}
+        # Passes stay before the egress mirror (a higher number runs later).
+        kept = [f for f in egress if f.kind == PASS and f.cidr in wanted_cidrs and f.prio < mirrors[1].prio]
+        last_pass = range(mirrors[1].prio, PRIO_MIRROR + 1)
+        passes, over = _passes(
+            target.ifindex, cidrs, kept, {f.prio for f in egress} | blocked | set(last_pass)
+        )
+        desired.extend(passes)
+        if ct_prog is not None:  # before the ingress mirror
+            ct = _ct_filter(target, ingress, ct_prog, blocked | set(range(mirrors[0].prio, PRIO_MIRROR + 1)))
+            desired.extend([ct] if ct is not None else [])
+        desired.extend(mirrors)
         overflow.extend(over)
     return desired, sorted(set(overflow))
 
 
 def plan(
-    targets: Iterable[MirrorTarget], actual: ActualState, capture: int, ct_prog: int | None = None
+    targets: Iterable[MirrorTarget],
+    actual: ActualState,
+    capture: int,
+    ct_prog: int | None = None,
+    suppress: Iterable[MirrorTarget] | None = None,
 ) -> Plan:
     """Actions that make the node's filters (and the conntrack filter's map, when `ct_prog` is given)
-    equal the desired ones, in an order that never duplicates."""
+    equal the desired ones, in an order that never duplicates. `suppress`: the targets whose addresses go
+    into pass filters and ct keys (default all): a pod whose own mirrors cannot be set up is left out,
+    so its traffic with mirrored pods is copied at theirs."""
     targets = list(targets)
-    desired, overflow = desired_filters(targets, actual, capture, ct_prog)
-    keys = ct_keys(targets) if ct_prog is not None else frozenset()
+    suppressing = targets if suppress is None else list(suppress)
+    desired, overflow = desired_filters(targets, actual, capture, ct_prog, suppressing)
+    keys = ct_keys(suppressing) if ct_prog is not None else frozenset()
     want, have = set(desired), set(actual.filters)
     adds, dels = [f for f in desired if f not in have], [f for f in actual.filters if f not in want]
     devices = {f.ifindex for f in desired}
@@ -221,7 +260,7 @@ def plan(
         return [Action(op="add-filter", ifindex=f.ifindex, filter=f) for f in chosen]
 
     def key_ops(op: str, ips: frozenset[str]) -> list[Action]:
-        return [Action(op=op, ifindex=0, ip=ip) for ip in sorted(ips, key=ipaddress.ip_address)]
+        return [Action(op=op, ifindex=0, ip=ip) for ip in sorted(ips, key=_address_order)]
 
     # What suppresses copies (ct keys, passes, conntrack filters) first; then mirrors out, mirrors in;
     # then the suppressors that are no longer needed.
@@ -239,6 +278,13 @@ def plan(
         if ifindex not in ours_after and not actual.foreign_filters.get(ifindex):
             actions.append(Action(op="del-clsact", ifindex=ifindex))
     return Plan(actions=tuple(actions), desired=tuple(desired), overflow=tuple(overflow))
+
+
+def _address_order(ip: str) -> tuple[int, int]:
+    """Sort key for addresses of both families (IPv4 first); ip_address objects of different versions
+    do not compare."""
+    addr = ipaddress.ip_address(ip)
+    return addr.version, int(addr)
 
 
 def teardown(actual: ActualState) -> Plan:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -285,3 +286,26 @@ def test_garbage_in_a_watch_stream_reconnects_without_losing_events(api: FakeApi
     assert seen.events == [("ADDED", "web-1"), ("ADDED", "web-2")]
     assert watch.lists == 1
     assert len([r for r in api.requests if r.query.get("watch") == "true"]) == 2
+
+
+def test_a_stream_that_delivered_events_resets_the_backoff(api: FakeApiServer, caplog) -> None:
+    """Each stream delivers an event, then drops: every reconnect is a first retry, not a longer one."""
+    watch, seen = ResourceWatch(api_client(api), "pods", settings=FAST), Collector()
+    caplog.set_level(logging.WARNING, logger="enrich.adapters.kubewatch")
+    with running(watch, seen) as outcome:
+        for i in range(4):
+            wait_for(lambda: api.open_watches == 1 and watch.connected, what="watch open")
+            api.add("pods", pod(f"web-{i}"))
+            wait_for(lambda i=i: len(seen.events) == i + 1, what=f"event {i}")
+            api.drop_watches()
+            wait_for(lambda i=i: len(_retries(caplog)) == i + 1, what=f"retry {i}")
+    assert "error" not in outcome
+    assert _retries(caplog) == ["failure 1"] * 4
+
+
+def _retries(caplog) -> list[str]:
+    return [
+        r.getMessage().rsplit("(", 1)[1].rstrip(")")
+        for r in caplog.records
+        if "retrying in" in r.getMessage()
+    ]

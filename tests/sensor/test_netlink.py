@@ -7,8 +7,8 @@ import subprocess
 import pytest
 
 from sensor.adapters.netlink import CAPTURE_ALIAS, NetlinkHost
-from sensor.core.plan import MIRROR, PASS, ActualState, MirrorTarget, plan, teardown
-from sensor.errors import CaptureInterfaceError, InterfaceNotFoundError
+from sensor.core.plan import INGRESS, MIRROR, PASS, ActualState, MirrorTarget, pass_cidrs, plan, teardown
+from sensor.errors import CaptureInterfaceError, InterfaceNotFoundError, NetlinkError
 from sensor.settings import CaptureSettings
 from tests.sensor.podnet import PodNet, ip
 
@@ -88,6 +88,7 @@ def test_filters_read_back_as_planned_and_foreign_ones_untouched(routed):
         ]
         first = host.read_actual(set())
         assert first.filters == () and first.foreign_filters == {targets[1].ifindex: 1}
+        assert first.foreign_prios == {targets[1].ifindex: {10}}
         the_plan = plan(targets, first, capture)
         apply_all(host, the_plan.actions, first.names)
         owned = {(targets[0].ifindex, a.host_if)}  # a's clsact is ours, b's was there before
@@ -100,7 +101,7 @@ def test_filters_read_back_as_planned_and_foreign_ones_untouched(routed):
         apply_all(host, teardown(actual).actions, actual.names)
         assert host.read_actual(owned) == ActualState(
             clsact=frozenset({targets[1].ifindex}), foreign_filters={targets[1].ifindex: 1},
-            names=host.read_actual(owned).names,
+            foreign_prios={targets[1].ifindex: {10}}, names=host.read_actual(owned).names,
         )  # fmt: skip
         assert host.remove_capture()
     assert "pref 10" in subprocess.run(["tc", "filter", "show", "dev", b.host_if, "egress"],
@@ -120,3 +121,80 @@ def test_capture_interface_settings_and_refusal_of_a_stranger(routed):
         with pytest.raises(CaptureInterfaceError, match="not created by the sensor"):
             host.ensure_capture()
         assert not host.remove_capture()  # never deletes what it did not create
+
+
+def test_a_capture_interface_that_cannot_be_set_up_is_not_left_behind(routed):
+    from dataclasses import replace
+
+    with host_for(routed) as host:
+        host.capture = replace(host.capture, mtu=10)  # below a veth's minimum: the kernel refuses
+        with pytest.raises(NetlinkError, match=f"set {routed.capture} up"):
+            host.ensure_capture()
+        assert routed.capture not in ip("-br", "link").stdout
+        host.capture = replace(host.capture, mtu=65535)
+        assert host.ensure_capture() == host.capture_ifindex()  # the next start is not refused
+        assert host.remove_capture()
+
+
+def tc(*args: str) -> str:
+    return subprocess.run(["tc", *args], capture_output=True, text=True, check=True).stdout
+
+
+def test_foreign_filters_at_our_priorities_are_never_joined_or_deleted(routed):
+    a, b, c = routed.add_many(["a", "b", "c"])
+    tc("qdisc", "add", "dev", b.host_if, "clsact")
+    tc("filter", "add", "dev", b.host_if, "egress", "prio", "61440", "protocol", "ip", "u32",
+       "match", "ip", "dst", "10.99.0.1/32", "classid", "1:1")  # fmt: skip
+    tc("qdisc", "add", "dev", c.host_if, "clsact")
+    tc("filter", "add", "dev", c.host_if, "ingress", "prio", "65534", "protocol", "all", "u32",
+       "match", "u32", "0", "0", "classid", "1:2")  # fmt: skip
+    before = {p.host_if: (tc("filter", "show", "dev", p.host_if, "egress"),
+                          tc("filter", "show", "dev", p.host_if, "ingress")) for p in (b, c)}  # fmt: skip
+    with host_for(routed) as host:
+        capture = host.ensure_capture()
+        links = host.links()
+        targets = [
+            MirrorTarget(pod_key=p.name, ifindex=host.resolve(p.name, (p.ip,), links).ifindex,
+                         ifname=p.host_if, ips=(p.ip,))
+            for p in (a, b, c)
+        ]  # fmt: skip
+        first = host.read_actual(set())
+        apply_all(host, plan(targets, first, capture).actions, first.names)
+        owned = {(targets[0].ifindex, a.host_if)}
+        actual = host.read_actual(owned)
+        taken = {(targets[1].ifindex, 61440), (targets[2].ifindex, 65534)}
+        assert not {(f.ifindex, f.prio) for f in actual.filters} & taken
+        assert len(actual.filters) == 3 * (len(pass_cidrs(targets)) + 2)  # per device: passes, two mirrors
+        assert plan(targets, actual, capture).actions == ()
+        apply_all(host, teardown(actual).actions, actual.names)
+        assert host.read_actual(owned).filters == ()
+        assert host.remove_capture()
+    after = {p.host_if: (tc("filter", "show", "dev", p.host_if, "egress"),
+                         tc("filter", "show", "dev", p.host_if, "ingress")) for p in (b, c)}  # fmt: skip
+    assert after == before  # theirs kept, ours gone, no empty group of ours left behind
+
+
+def test_a_deleted_ingress_mirror_is_seen_missing_while_the_egress_one_remains(routed):
+    (a,) = routed.add_many(["a"])
+    with host_for(routed) as host:
+        capture = host.ensure_capture()
+        index = host.resolve("a", (a.ip,), host.links()).ifindex
+        targets = [MirrorTarget(pod_key="a", ifindex=index, ifname=a.host_if, ips=(a.ip,))]
+        first = host.read_actual(set())
+        apply_all(host, plan(targets, first, capture).actions, first.names)
+        listed = [line.split(" fh ")[1].split()[0] for line in tc("filter", "show", "dev", a.host_if,
+                  "ingress").splitlines() if "flowid 4b5a" in line]  # fmt: skip
+        assert listed  # our ingress mirror (the one added last, in the highest hash table)
+        mirror = max(listed, key=lambda fh: int(fh.split(":")[0], 16))
+        prio = next(line.split("pref ")[1].split()[0] for line in tc("filter", "show", "dev", a.host_if,
+                    "ingress").splitlines() if f"fh {mirror} " in line)  # fmt: skip
+        tc("filter", "del", "dev", a.host_if, "ingress", "prio", prio, "handle", mirror, "u32")
+        actual = host.read_actual({(index, a.host_if)})
+        repair = plan(targets, actual, capture).actions
+        assert [(x.op, x.filter.direction, x.filter.kind) for x in repair] == [
+            ("add-filter", INGRESS, MIRROR)
+        ]
+        apply_all(host, repair, actual.names)
+        assert "Egress Mirror" in tc("filter", "show", "dev", a.host_if, "ingress")
+        assert plan(targets, host.read_actual({(index, a.host_if)}), capture).actions == ()
+        assert host.remove_capture()

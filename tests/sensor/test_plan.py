@@ -185,6 +185,17 @@ def test_conntrack_filters_and_keys_come_before_mirrors_and_go_after_them():
     assert apply(state, gone).ct_keys == {"10.0.0.1"}
 
 
+def test_dual_stack_keys_of_both_families_are_added_and_removed_together():
+    """A dual-stack pod brings IPv4 and IPv6 keys in one plan (ip_address objects of two versions do not
+    compare); IPv4 first, each family in address order."""
+    dual = [target(1, "10.0.0.9", "fd00::2"), target(2, "fd00::1", "10.0.0.3")]
+    actions = plan(dual, ActualState(), KZ0, ct_prog=7).actions
+    assert [a.ip for a in actions if a.op == "add-ct-key"] == ["10.0.0.3", "10.0.0.9", "fd00::1", "fd00::2"]
+    state = apply(ActualState(), actions)
+    gone = plan([], state, KZ0, ct_prog=7).actions
+    assert [a.ip for a in gone if a.op == "del-ct-key"] == ["10.0.0.3", "10.0.0.9", "fd00::1", "fd00::2"]
+
+
 def test_a_new_program_replaces_the_old_one_without_a_gap():
     """A restarted sensor loads its own program: the new filter goes in before the old one comes out."""
     state = apply(ActualState(), plan([target(1)], ActualState(), KZ0, ct_prog=7).actions)

@@ -319,3 +319,28 @@ def test_without_the_conntrack_filter_a_cluster_ip_reply_is_copied_twice(
     replies = {(src, dst) for src, _, dst, _, payload in udp_copies(packets, "offudp") if "echo:" in payload}
     assert replies == {(b.ip, a.ip), (service.ip, a.ip)}
     assert sensor.stop(signal.SIGTERM) == 0
+
+
+def test_a_pod_whose_tc_setup_fails_is_still_seen_once_at_the_mirrored_pods(routed, api, sensors, tmp_path):
+    a, b, c = routed.add_many(["a", "b", "c"])
+    subprocess.run(["tc", "qdisc", "add", "dev", c.host_if, "ingress"], check=True)  # no clsact possible
+    for pod in (a, b, c):
+        api.add("pods", pod_object(pod))
+    before = host_snapshot(routed.token)
+    sensor = SensorProcess(tmp_path, api, routed)
+    sensors.append(sensor.start())
+    sensor.wait_mirrored(2)
+    wait_for(lambda: sensor.metric("kubezeek_sensor_pod_failures", reason="tc-failed") == 1, 10, "c failed")
+    assert hexip(c.ip) not in tc_filters(a.host_if, "egress")  # c's packets are a's to copy
+    with Capture(routed.capture) as cap:
+        a.run("ping", c.ip, "3", "301")
+        c.run("ping", b.ip, "3", "302")
+        packets = cap.sync(a, c.ip)
+    assert icmp_echoes(packets, 301) == {(t, s): 1 for t in (0, 8) for s in range(3)}
+    assert icmp_echoes(packets, 302) == {(t, s): 1 for t in (0, 8) for s in range(3)}
+    last = sensor.metric("kubezeek_sensor_last_reconcile_timestamp_seconds")
+    wait_for(lambda: sensor.metric("kubezeek_sensor_last_reconcile_timestamp_seconds") > last + 1.5, 10)
+    warned = [line for line in sensor.stderr.splitlines() if "WARNING" in line and c.host_if in line]
+    assert len(warned) == 1 and "another ingress qdisc" in warned[0], warned  # once, saying why
+    assert sensor.stop(signal.SIGTERM) == 0
+    assert host_snapshot(routed.token) == before, sensor.stderr[-3000:]

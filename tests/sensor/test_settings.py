@@ -54,11 +54,35 @@ def test_file_then_environment_then_command_line(tmp_path):
         ("node_name: n\nselection: {colour: red}\n", "selection.colour"),
         ("node_name: n\nreconcile_interval: soon\n", "reconcile_interval"),
         ("selection: {}\n", "node_name"),
+        ("node_name: n\nmetrics_address: '127.0.0.1:99999'\n", "metrics_address"),
+        ("node_name: n\nmetrics_address: 'localhost'\n", "metrics_address"),
+        ("node_name: n\nreconcile_interval: .inf\n", "reconcile_interval"),
+        ("node_name: n\nreconcile_interval: .nan\n", "reconcile_interval"),
+        ("node_name: n\nreconcile_interval: 1.0e+9\n", "reconcile_interval"),
+        ("node_name: n\ncapture: {mtu: true}\n", "capture.mtu"),
+        ("node_name: n\ncapture: {mtu: 10}\n", "capture.mtu"),
+        ("node_name: n\ncapture: {mtu: 100000}\n", "capture.mtu"),
+        ("node_name: n\ncapture: {mtu: .inf}\n", "capture.mtu"),
+        ("node_name: n\ncapture: {snaplen: false}\n", "capture.snaplen"),
+        ("node_name: n\ncapture: {interface: kz9, peer: kz9}\n", "capture.peer"),
+        ("node_name: n\ncapture: {peer: kz0}\n", "capture.peer"),
+        ("node_name: n\nselection: [a]\n", "selection"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path, text, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_settings(write(tmp_path, text), {})
+
+
+def test_an_empty_section_means_its_defaults(tmp_path):
+    s = load_settings(write(tmp_path, "node_name: n\nselection:\ncapture: null\n"), {})
+    assert s.selection.mode == "all" and s.capture.interface == "kz0"
+
+
+def test_bad_config_error_is_one_line_naming_key_and_value(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, "node_name: n\nreconcile_interval: .nan\n"), {})
+    assert str(err.value).startswith("reconcile_interval (from ") and "\n" not in str(err.value)
 
 
 def test_not_yaml_and_missing_file_are_config_errors(tmp_path):
