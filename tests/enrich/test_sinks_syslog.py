@@ -119,3 +119,41 @@ def test_structured_data_values_can_never_close_the_element() -> None:
         assert all(33 <= ord(c) <= 126 for c in header_value(text, 48))
 
     check()
+
+
+def test_every_record_fits_the_message_limit_as_valid_json() -> None:
+    """Whatever the record, its message is at most max_message_bytes and its MSG parses as JSON."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from enrich.adapters.sink_syslog import MIN_MESSAGE_BYTES, fit_message
+
+    long_text = st.builds(lambda text, times: text * times, st.text(max_size=20), st.integers(0, 400))
+    leaf = st.one_of(long_text, st.integers(), st.floats(allow_nan=False), st.none())
+    value = st.recursive(leaf, lambda inner: st.lists(inner, max_size=8) | st.dictionaries(st.text(), inner))
+    record = st.dictionaries(long_text, value, max_size=30)
+
+    @settings(max_examples=60, deadline=None)
+    @given(record, long_text, st.integers(MIN_MESSAGE_BYTES, 6000))
+    def check(record: dict, hostname: str, limit: int) -> None:
+        message, shrunk = fit_message(record, hostname, 16, limit)
+        assert len(message) <= limit
+        body = orjson.loads(message.partition(b"\xef\xbb\xbf")[2])
+        if not shrunk:
+            assert message == format_message(record, hostname)
+        else:
+            assert body["_truncated"]
+
+    check()
+
+
+def test_a_long_field_is_cut_with_a_marker_and_named() -> None:
+    from enrich.adapters.sink_syslog import fit_message
+
+    record = {**RECORD, "user_agent": "A" * 5000, "query": "q" * 3000, "short": "kept"}
+    message, shrunk = fit_message(record, "h", 16, 4096)
+    body = orjson.loads(message.partition(b"\xef\xbb\xbf")[2])
+    assert shrunk and len(message) <= 4096
+    assert body["_truncated"] == ["user_agent"] and body["query"] == "q" * 3000  # the longest only
+    assert body["user_agent"].startswith("AAAA") and body["user_agent"].endswith("[truncated]")
+    assert {k: body[k] for k in RECORD} == RECORD and body["short"] == "kept"
