@@ -37,6 +37,7 @@ from enrich.adapters.sinks import (
     split_options,
     tls_context,
 )
+from enrich.core.incident import SUMMARY_PATH
 from enrich.errors import SinkError
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ MIN_MESSAGE_BYTES = 2048  # RFC 5424 6.1: receivers SHOULD accept 2048 octets
 TRUNCATED = "[truncated]"
 KEPT_WHEN_CUT_DOWN = ("ts", "_path", "_node", "uid", "community_id", "incident.rules", "incident.severity")
 FACILITIES = {f"local{i}": 16 + i for i in range(8)} | {"user": 1, "daemon": 3, "auth": 4, "security": 13}
-SEVERITIES = {"high": 3, "medium": 4, "low": 5}  # err, warning, notice; anything else: info (6)
+SEVERITIES = {"high": 3, "medium": 4, "low": 5}  # err, warning, notice; summaries and the rest: info (6)
 SD_ID = "kubezeek@32473"
 BOM = b"\xef\xbb\xbf"
 SD_FIELDS = (
@@ -78,7 +79,9 @@ def sd_value(value: Any) -> str:
 
 def format_message(record: dict[str, Any], hostname: str, facility: int = 16) -> bytes:
     """One RFC 5424 message (without framing)."""
-    severity = SEVERITIES.get(str(record.get("incident.severity")), 6)
+    severity = (
+        6 if record.get("_path") == SUMMARY_PATH else SEVERITIES.get(str(record.get("incident.severity")), 6)
+    )
     ts = record.get("ts")
     stamp = "-"
     if isinstance(ts, (int, float)) and not isinstance(ts, bool):

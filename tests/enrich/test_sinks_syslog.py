@@ -157,3 +157,9 @@ def test_a_long_field_is_cut_with_a_marker_and_named() -> None:
     assert body["_truncated"] == ["user_agent"] and body["query"] == "q" * 3000  # the longest only
     assert body["user_agent"].startswith("AAAA") and body["user_agent"].endswith("[truncated]")
     assert {k: body[k] for k in RECORD} == RECORD and body["short"] == "kept"
+
+
+def test_rate_limit_summaries_are_info_whatever_their_rule_severity() -> None:
+    summary = {"_path": "kubezeek_summary", "summary.suppressed": 412, "incident.severity": "high"}
+    assert format_message(summary, hostname="h").startswith(b"<134>1 - h kubezeek - kubezeek_summary ")
+    assert format_message({**summary, "_path": "conn"}, hostname="h").startswith(b"<131>1 ")
