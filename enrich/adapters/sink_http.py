@@ -16,7 +16,7 @@ import http.client
 import os
 import ssl
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import orjson
 
@@ -25,6 +25,7 @@ from enrich.adapters.sinks import (
     RejectedBatch,
     TransientSinkError,
     int_option,
+    parse_address,
     redact,
     split_options,
     tls_context,
@@ -42,19 +43,31 @@ def read_token(options: dict[str, str], spec: str) -> str | None:
     if "token_file" in options:
         try:
             with open(options["token_file"], encoding="utf-8") as handle:
-                return handle.read().strip()
-        except OSError as exc:
+                return _one_line(handle.read(), f"token_file {options['token_file']}", spec)
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise SinkError(
-                f"{redact(spec)}: cannot read token_file {options['token_file']}: {exc.strerror}"
-            ) from exc
+                f"{redact(spec)}: cannot read token_file {options['token_file']}: {why}"
+            ) from None
     if "token_env" in options:
         value = os.environ.get(options["token_env"])
         if not value:
             raise SinkError(
                 f"{redact(spec)}: environment variable {options['token_env']} (token_env) is not set"
             )
-        return value.strip()
+        return _one_line(value, f"environment variable {options['token_env']}", spec)
     return None
+
+
+def _one_line(text: str, source: str, spec: str) -> str:
+    """The token without surrounding white space; an HTTP header takes one line of printable ASCII."""
+    token = text.strip()
+    if not all(32 <= ord(c) <= 126 for c in token):
+        raise SinkError(
+            f"{redact(spec)}: {source} must hold the token alone on one line of printable ASCII "
+            "(it has a line break or another control or non-ASCII character inside)"
+        )
+    return token
 
 
 def auth_header(scheme: str, token: str) -> str:
@@ -70,13 +83,17 @@ def auth_header(scheme: str, token: str) -> str:
 def http_transport(spec: str, known: set[str]) -> tuple[HttpTransport, str, dict[str, str]]:
     """Parse an http(s):// spec into a transport, a display name and our options."""
     base, options, passthrough = split_options(spec, known)
-    parts = urlsplit(base)
-    if parts.username or parts.password:
+    if "@" in base.partition("://")[2].partition("/")[0]:
         raise SinkError(
             f"{redact(spec)}: credentials in the URL are not allowed; use token_file= or token_env="
         )
-    if not parts.hostname:
+    parts = parse_address(base, spec)
+    if not parts.host:
         raise SinkError(f"{redact(spec)}: no host in URL")
+    if not all(33 <= ord(c) <= 126 for c in parts.path):
+        raise SinkError(
+            f"{redact(spec)}: the URL path has a space, control or non-ASCII character; percent-encode it"
+        )
     fmt = options.get("format", "jsonl")
     if fmt not in FORMATS:
         raise SinkError(f"{redact(spec)}: format must be one of {', '.join(FORMATS)}; got {fmt!r}")
@@ -90,7 +107,7 @@ def http_transport(spec: str, known: set[str]) -> tuple[HttpTransport, str, dict
     if passthrough:
         path += "?" + urlencode(passthrough)
     transport = HttpTransport(
-        host=parts.hostname,
+        host=parts.host,
         port=parts.port or (443 if parts.scheme == "https" else 80),
         path=path,
         context=tls_context(options, spec) if parts.scheme == "https" else None,

@@ -24,7 +24,6 @@ import select
 import socket
 import ssl
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
@@ -33,6 +32,7 @@ from enrich.adapters.sinks import (
     TransientSinkError,
     encode,
     int_option,
+    parse_address,
     redact,
     split_options,
     tls_context,
@@ -177,8 +177,8 @@ def syslog_transport(spec: str, known: set[str]) -> tuple[SyslogTransport, str, 
     base, options, extra = split_options(spec, known)
     if extra:
         raise SinkError(f"{redact(spec)}: unknown option(s) {[k for k, _ in extra]}; known: {sorted(known)}")
-    parts = urlsplit(base)
-    if not parts.hostname or not parts.port:
+    parts = parse_address(base, spec)
+    if not parts.host or not parts.port or parts.path not in ("", "/"):
         raise SinkError(f"{redact(spec)}: expected syslog+tcp://HOST:PORT or syslog+tls://HOST:PORT")
     facility = options.get("facility", "local0")
     if facility not in FACILITIES:
@@ -187,7 +187,7 @@ def syslog_transport(spec: str, known: set[str]) -> tuple[SyslogTransport, str, 
     if max_message < MIN_MESSAGE_BYTES:
         raise SinkError(f"{redact(spec)}: max_message_bytes must be at least {MIN_MESSAGE_BYTES}")
     transport = SyslogTransport(
-        host=parts.hostname,
+        host=parts.host,
         port=parts.port,
         context=tls_context(options, spec) if parts.scheme == "syslog+tls" else None,
         facility=FACILITIES[facility],

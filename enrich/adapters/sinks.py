@@ -13,6 +13,7 @@ Option details and guarantees: docs/filter.md.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import os
 import re
@@ -20,6 +21,7 @@ import ssl
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 from urllib.parse import parse_qsl, urlsplit
@@ -291,13 +293,71 @@ def split_options(spec: str, known: set[str]) -> tuple[str, dict[str, str], list
 
 
 def int_option(options: dict[str, str], key: str, default: int, spec: str) -> int:
+    """A whole-number option, or SinkError naming the (redacted) spec."""
     try:
         value = int(options.get(key, default))
     except ValueError:
-        raise SinkError(f"{spec}: option {key} must be a whole number, got {options[key]!r}") from None
+        raise SinkError(
+            f"{redact(spec)}: option {key} must be a whole number, got {options[key]!r}"
+        ) from None
     if value < 0:
-        raise SinkError(f"{spec}: option {key} must not be negative")
+        raise SinkError(f"{redact(spec)}: option {key} must not be negative")
     return value
+
+
+BOOLEANS = {
+    "true": True,
+    "1": True,
+    "yes": True,
+    "on": True,
+    "false": False,
+    "0": False,
+    "no": False,
+    "off": False,
+}
+
+
+def bool_option(options: dict[str, str], key: str, default: bool, spec: str) -> bool:
+    """A yes/no option (true/false, 1/0, yes/no, on/off, any case), or SinkError for anything else."""
+    if key not in options:
+        return default
+    try:
+        return BOOLEANS[options[key].strip().lower()]
+    except KeyError:
+        raise SinkError(
+            f"{redact(spec)}: option {key} must be true or false (1/0, yes/no, on/off), got {options[key]!r}"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Address:
+    """Where a network sink connects: host (lower-case name or normalised IP), port, path."""
+
+    scheme: str
+    host: str
+    port: int | None
+    path: str
+
+
+HOST_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def parse_address(base: str, spec: str) -> Address:
+    """`scheme://host[:port]/path` (no query) checked whole at start: SinkError for a bad host or port."""
+    try:
+        parts = urlsplit(base)
+        port = parts.port
+    except ValueError as exc:  # "Port out of range 0-65535", "Invalid IPv6 URL"...
+        raise SinkError(f"{redact(spec)}: bad address: {exc}") from None
+    if port == 0:
+        raise SinkError(f"{redact(spec)}: bad address: port must be 1-65535")
+    host = parts.hostname or ""
+    try:
+        host = str(ipaddress.ip_address(host))
+    except ValueError:
+        if host and not HOST_NAME.fullmatch(host):
+            raise SinkError(f"{redact(spec)}: bad address: {host!r} is not a host name or IP") from None
+    return Address(scheme=parts.scheme, host=host, port=port, path=parts.path)
 
 
 DELIVERY_OPTIONS = {"batch", "spool_max_bytes", "backoff_max"}
@@ -311,7 +371,7 @@ def tls_context(options: dict[str, str], spec: str) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=ca)
     except (OSError, ssl.SSLError) as exc:
         raise SinkError(f"{redact(spec)}: cannot load CA file {ca}: {exc}") from exc
-    if options.get("tls_verify", "true").lower() in ("false", "0", "no"):
+    if not bool_option(options, "tls_verify", True, spec):
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         log.warning("%s: TLS certificate verification is OFF (tls_verify=false)", redact(spec))
@@ -355,7 +415,7 @@ def open_sink(
         transport, name, options = syslog_transport(spec, KNOWN_OPTIONS | DELIVERY_OPTIONS)
     else:
         raise SinkError(
-            f"{spec}: unknown sink; use stdout, file:PATH, http(s)://..., syslog+tcp://, syslog+tls://"
+            f"{redact(spec)}: unknown sink; use stdout, file:PATH, http(s)://..., syslog+tcp://, syslog+tls://"
         )
     queue: Spool | MemoryQueue
     if spool_dir is not None:

@@ -228,3 +228,19 @@ def test_effective_settings_hide_sink_credentials(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["run", "--config", str(cfg), "--check"])  # refused, and not echoed
     assert res.exit_code == 1 and "credentials in the URL are not allowed" in res.output
     assert "hunter2" not in res.output
+
+
+@pytest.mark.parametrize(
+    ("sink", "problem"),
+    [
+        ("https://siem.example/x?batch=ten&channel=s3cret", "option batch must be a whole number"),
+        ("kafka://siem.example/?token=s3cret", "unknown sink"),
+        ("https://siem.example:99999/x?channel=s3cret", "bad address"),
+    ],
+)
+def test_run_check_names_a_bad_sink_without_its_query(tmp_path: Path, sink: str, problem: str) -> None:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f'filter:\n  rules: builtin:incident\n  sinks: ["{sink}"]\n')
+    res = CliRunner().invoke(main, ["run", "--config", str(cfg), "--check"])
+    assert res.exit_code == 1 and problem in res.output and "siem.example" in res.output
+    assert "s3cret" not in res.output and "Traceback" not in res.output

@@ -167,13 +167,57 @@ def test_a_rejected_batch_ends_a_run_of_failed_attempts(caplog) -> None:
         ("syslog+tcp://127.0.0.1:514?facility=kern", "facility must be one of"),
         ("kafka://broker:9092", "unknown sink"),
         ("file:", "expected file:PATH"),
+        # errors never show the query string, where tokens and other secrets live
+        ("http://127.0.0.1/x?batch=ten&token=s3cret", "option batch must be a whole number, got 'ten'"),
+        ("syslog+tcp://127.0.0.1:514?timeout=-1&x=s3cret", "unknown option"),
+        ("kafka://broker:9092/?token=s3cret", "unknown sink"),
+        ("http://127.0.0.1/a b?channel=s3cret", "the URL path has a space"),
+        ("http://127.0.0.1/caf\u00e9?channel=s3cret", "percent-encode it"),
+        # bad addresses are one-line errors at start, not tracebacks at the first delivery
+        ("http://127.0.0.1:99999/x?channel=s3cret", "bad address: Port out of range"),
+        ("https://127.0.0.1:abc/x", "bad address: Port could not be cast"),
+        ("http://127.0.0.1:0/x", "bad address: port must be 1-65535"),
+        ("http://exa mple.com/x", "is not a host name or IP"),
+        ("syslog+tcp://127.0.0.1:abc", "bad address: Port could not be cast"),
+        ("syslog+tcp://[::1", "bad address: Invalid IPv6 URL"),
+        ("syslog+tcp://127.0.0.1:514/path", "expected syslog+tcp://HOST:PORT"),
+        ("syslog+tcp://127.0.0.1:514?max_message_bytes=100", "max_message_bytes must be at least 2048"),
+        ("https://127.0.0.1/?tls_verify=maybe&token=s3cret", "tls_verify must be true or false"),
     ],
 )
 def test_bad_specs_fail_clearly(spec: str, problem: str) -> None:
     with pytest.raises(SinkError) as info:
         open_sink(spec)
     assert problem in str(info.value)
-    assert "pw" not in str(info.value)
+    assert "pw" not in str(info.value) and "s3cret" not in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "content", ["abc\ns3cret-second-line\n", "abc\rs3cret", "abc\x00s3cret", "\u00e9s3cret"]
+)
+def test_a_token_file_that_is_not_one_line_is_refused_without_showing_it(
+    tmp_path: Path, content: str
+) -> None:
+    token = tmp_path / "token"
+    token.write_text(content, encoding="utf-8")
+    with pytest.raises(SinkError) as info:
+        open_sink(f"http://127.0.0.1/x?token_file={token}")
+    message = str(info.value)
+    assert f"token_file {token} must hold the token alone on one line" in message
+    assert "s3cret" not in message and "abc" not in message and "\n" not in message
+
+
+def test_tls_verify_takes_the_usual_yes_no_words(cert: Path) -> None:
+    port = free_port()
+    with HttpPeer(port, certfile=cert / "peer.pem") as peer:
+        sink = open_sink(f"https://127.0.0.1:{port}/in?tls_verify=off")  # self-signed, not checked
+        sink.send(recs(0, 1))
+        assert sink.close(timeout=5) == 0
+        checked = open_sink(f"https://127.0.0.1:{port}/in?tls_verify=Yes")
+        checked.send(recs(1, 2))
+        assert checked.close(timeout=0) == 1
+    assert [r["n"] for r in peer.records] == [0]
 
 
 def test_backoff_doubles_and_flush_zero_never_waits() -> None:
