@@ -70,6 +70,14 @@ def _one_line(text: str, source: str, spec: str) -> str:
     return token
 
 
+def request_path(path: str, fmt: str) -> str:
+    """The path POSTed to: Splunk's default collector path, Elasticsearch's `_bulk` appended."""
+    path = path or ("/services/collector/event" if fmt == "splunk-hec" else "/")
+    if fmt == "elasticsearch" and not path.rstrip("/").endswith("_bulk"):
+        path = path.rstrip("/") + "/_bulk"
+    return path
+
+
 def auth_header(scheme: str, token: str) -> str:
     if scheme == "splunk":
         return f"Splunk {token}"
@@ -101,9 +109,7 @@ def http_transport(spec: str, known: set[str]) -> tuple[HttpTransport, str, dict
     if scheme not in ("splunk", "apikey", "bearer", "basic"):
         raise SinkError(f"{redact(spec)}: auth must be splunk, apikey, bearer or basic")
     token = read_token(options, spec)
-    path = parts.path or ("/services/collector/event" if fmt == "splunk-hec" else "/")
-    if fmt == "elasticsearch" and not path.rstrip("/").endswith("_bulk"):
-        path = path.rstrip("/") + "/_bulk"
+    path = request_path(parts.path, fmt)
     if passthrough:
         path += "?" + urlencode(passthrough)
     transport = HttpTransport(

@@ -12,6 +12,7 @@ Option details and guarantees: docs/filter.md.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import ipaddress
 import logging
@@ -28,7 +29,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from enrich.adapters.spool import MemoryQueue, Spool
+from enrich.adapters.spool import MemoryQueue, Spool, pending_in
 from enrich.errors import SinkError
 
 log = logging.getLogger(__name__)
@@ -273,10 +274,94 @@ class DeliverySink:
             self._next_attempt = float("-inf")
 
 
-def _slug(spec: str) -> str:
-    parts = urlsplit(spec)
-    readable = re.sub(r"[^A-Za-z0-9.-]+", "_", f"{parts.scheme}_{parts.hostname}_{parts.port}{parts.path}")
-    return f"{readable.strip('_')[:80]}-{hashlib.sha256(spec.encode()).hexdigest()[:10]}"
+def _readable(scheme: str, host: object, port: object, path: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", f"{scheme}_{host}_{port}{path}").strip("_")[:80]
+
+
+def _slug(dest: str) -> str:
+    """The spool directory name of a destination (scheme://host:port/path): readable, then a hash."""
+    parts = urlsplit(dest)
+    readable = _readable(parts.scheme, parts.hostname, parts.port, parts.path)
+    return f"{readable}-{hashlib.sha256(dest.encode()).hexdigest()[:10]}"
+
+
+def _spool_directory(spool_dir: Path, spec: str, dest: str, name: str) -> Path:
+    """This destination's spool directory. Earlier versions named it by the whole spec, so any option
+    edit abandoned it: such a directory of this very spec is taken over (when ours does not exist yet),
+    those of earlier specs of the destination are reported with their record counts."""
+    directory = spool_dir / _slug(dest)
+    old = urlsplit(spec)
+    legacy_prefix = _readable(old.scheme, old.hostname, old.port, old.path) + "-"
+    exact = spool_dir / f"{legacy_prefix}{hashlib.sha256(spec.encode()).hexdigest()[:10]}"
+    if exact != directory and exact.is_dir() and not directory.exists():
+        os.replace(exact, directory)
+        log.info("%s: spool %s (named by the whole spec) is now %s", name, exact, directory)
+    candidates = spool_dir.glob(f"{glob.escape(legacy_prefix)}??????????") if spool_dir.is_dir() else ()
+    for other in sorted(candidates):
+        if other == directory or (other / "destination").exists() or not other.is_dir():
+            continue
+        if count := pending_in(other):
+            log.warning(
+                "%s: spool %s holds %d undelivered records queued under an earlier spec of this "
+                "destination (an option was changed); they are not sent automatically: stop kubezeek, "
+                "move its *.seg and cursor files into %s (if that holds none) and start it again, "
+                "or delete it",
+                name,
+                other,
+                count,
+                directory,
+            )
+    return directory
+
+
+def destination(spec: str) -> str:
+    """What a sink writes to: `stdout`, `file:ABSPATH` or `scheme://host:port/path` (no options).
+
+    Its spool is keyed by it (options such as batch, timeout or a token can change without
+    abandoning queued records: the spool holds the records as JSON lines, whatever the format),
+    and two sinks with the same one are refused. SinkError when the spec does not parse.
+    """
+    if spec == "stdout":
+        return spec
+    if spec.startswith("file:"):
+        return "file:" + os.path.abspath(spec[len("file:") :].partition("?")[0])
+    scheme = spec.split("://", 1)[0] if "://" in spec else ""
+    base, options, _ = split_options(spec, DELIVERY_OPTIONS | TLS_OPTIONS | {"format"})
+    address = parse_address(base, spec)
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    if scheme in ("http", "https"):
+        from enrich.adapters.sink_http import request_path
+
+        port = address.port or (443 if scheme == "https" else 80)
+        return f"{scheme}://{host}:{port}{request_path(address.path, options.get('format', 'jsonl'))}"
+    if scheme in ("syslog+tcp", "syslog+tls"):
+        return f"{scheme}://{host}:{address.port}"
+    raise SinkError(
+        f"{redact(spec)}: unknown sink; use stdout, file:PATH, http(s)://..., syslog+tcp://, syslog+tls://"
+    )
+
+
+def open_sinks(specs: list[str] | tuple[str, ...], **kwargs: Any) -> list[Sink]:
+    """`open_sink` for each spec; SinkError before opening any when two name the same destination
+    (they would share one spool and deliver every record twice)."""
+    seen: dict[str, str] = {}
+    for spec in specs:
+        dest = destination(spec)
+        if dest in seen:
+            raise SinkError(
+                f"{redact(spec)}: the same destination as sink {redact(seen[dest])} ({dest}): "
+                "every record would be delivered twice; give each sink once"
+            )
+        seen[dest] = spec
+    sinks: list[Sink] = []
+    try:
+        for spec in specs:
+            sinks.append(open_sink(spec, **kwargs))
+    except BaseException:
+        for sink in sinks:
+            sink.close(timeout=0)
+        raise
+    return sinks
 
 
 def split_options(spec: str, known: set[str]) -> tuple[str, dict[str, str], list[tuple[str, str]]]:
@@ -420,7 +505,13 @@ def open_sink(
     queue: Spool | MemoryQueue
     if spool_dir is not None:
         max_bytes = int_option(options, "spool_max_bytes", 256 * 1024 * 1024, spec)
-        queue = Spool(Path(spool_dir) / _slug(spec), max_bytes=max_bytes, name=name)
+        dest = destination(spec)
+        directory = _spool_directory(Path(spool_dir), spec, dest, name)
+        queue = Spool(directory, max_bytes=max_bytes, name=name)
+        try:
+            (directory / "destination").write_text(dest + "\n")
+        except OSError as exc:
+            raise SinkError(f"{name}: cannot use spool directory {directory}: {exc}") from exc
     else:
         queue = MemoryQueue(name=name)
     return DeliverySink(

@@ -163,3 +163,12 @@ def test_connection_seen_by_two_nodes_is_exported_once(enriched: dict[str, Path]
     assert len(both) == len(single)
     assert all(r["incident.sensors"] == ["node-a", "node-b"] for r in both)
     assert tags_of(both, truth("compromised")) == tags_of(single, truth("compromised"))
+
+
+def test_the_same_sink_twice_is_refused(enriched: dict[str, Path], tmp_path: Path) -> None:
+    sink = f"file:{tmp_path / 'incidents.jsonl'}"
+    args = ["filter", str(enriched["compromised"] / "ssl.log"), "--sink", sink, "--sink", sink]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "SinkError: " in result.output
+    assert "the same destination as sink" in result.output
+    assert not (tmp_path / "incidents.jsonl").exists()

@@ -201,6 +201,7 @@ def test_environment_overrides_the_file_and_is_validated(tmp_path: Path) -> None
         ),
         ('filter:\n  rules: /nonexistent/rules.yaml\n  sinks: ["stdout"]\n', "/nonexistent/rules.yaml"),
         ('filter:\n  rules: RULES\n  sinks: ["bogus:x"]\n', "SinkError: bogus:x: unknown sink"),
+        ('filter:\n  rules: RULES\n  sinks: ["stdout", "stdout"]\n', "the same destination as sink stdout"),
         ("inventory:\n  files: INVENTORY\n", None),
     ],
 )

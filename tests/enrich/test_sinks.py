@@ -239,3 +239,70 @@ def test_backoff_doubles_and_flush_zero_never_waits() -> None:
     with HttpPeer(port) as peer:
         assert sink.close(timeout=10) == 0
     assert [r["n"] for r in peer.records] == [0, 1]
+
+
+def test_editing_options_keeps_the_spooled_records(tmp_path: Path) -> None:
+    port, spool = free_port(), tmp_path / "spool"
+    sink = open_sink(f"http://127.0.0.1:{port}/in?batch=4", spool_dir=spool)
+    sink.send(recs(0, 3))  # peer down: spooled
+    assert sink.close(timeout=0) == 3
+    edited = open_sink(f"http://127.0.0.1:{port}/in?batch=2&timeout=5&backoff_max=2", spool_dir=spool)
+    assert edited.stats()["queued"] == 3  # the same destination, the same spool
+    with HttpPeer(port) as peer:
+        assert edited.close(timeout=10) == 0
+    assert [r["n"] for r in peer.records] == [0, 1, 2]
+    assert len(list(spool.iterdir())) == 1
+
+
+def write_legacy_spool(spool: Path, spec: str, records: list[dict]) -> Path:
+    """A spool as earlier versions named it: the readable address, then a hash of the whole spec."""
+    import hashlib
+    import re
+    from urllib.parse import urlsplit
+
+    from enrich.adapters.sinks import encode
+    from enrich.adapters.spool import Spool
+
+    parts = urlsplit(spec)
+    readable = re.sub(r"[^A-Za-z0-9.-]+", "_", f"{parts.scheme}_{parts.hostname}_{parts.port}{parts.path}")
+    directory = spool / f"{readable.strip('_')[:80]}-{hashlib.sha256(spec.encode()).hexdigest()[:10]}"
+    Spool(directory).append([encode(r) for r in records])
+    return directory
+
+
+def test_an_earlier_versions_spool_of_the_same_spec_is_taken_over(tmp_path: Path) -> None:
+    port, spool = free_port(), tmp_path / "spool"
+    spec = f"http://127.0.0.1:{port}/in?batch=4"
+    write_legacy_spool(spool, spec, recs(0, 2))
+    sink = open_sink(spec, spool_dir=spool)
+    with HttpPeer(port) as peer:
+        assert sink.close(timeout=10) == 0
+    assert [r["n"] for r in peer.records] == [0, 1]
+
+
+def test_a_spool_left_by_an_earlier_spec_of_the_destination_is_reported(tmp_path: Path, caplog) -> None:
+    port, spool = free_port(), tmp_path / "spool"
+    old = write_legacy_spool(spool, f"http://127.0.0.1:{port}/in?batch=4&timeout=3", recs(0, 5))
+    sink = open_sink(f"http://127.0.0.1:{port}/in?batch=4", spool_dir=spool)
+    assert sink.close(timeout=0) == 0
+    assert f"spool {old} holds 5 undelivered records queued under an earlier spec" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "specs",
+    [
+        ["http://127.0.0.1:8080/in?batch=1", "http://127.0.0.1:8080/in?batch=2&token=s3cret"],
+        ["http://LOCALHOST/", "http://localhost:80"],
+        ["https://[::1]:9200/?format=elasticsearch", "https://[0::1]:9200/_bulk?format=elasticsearch"],
+        ["syslog+tcp://127.0.0.1:514", "syslog+tcp://127.0.0.1:514?facility=auth"],
+        ["file:out.jsonl", "file:./out.jsonl?max_bytes=10"],
+        ["stdout", "stdout"],
+    ],
+)
+def test_two_sinks_with_one_destination_are_refused(tmp_path: Path, specs: list[str]) -> None:
+    from enrich.adapters.sinks import open_sinks
+
+    with pytest.raises(SinkError) as info:
+        open_sinks(specs, spool_dir=tmp_path / "spool")
+    assert "the same destination as sink" in str(info.value) and "s3cret" not in str(info.value)
+    assert not (tmp_path / "spool").exists()  # refused before anything was opened
