@@ -1,10 +1,12 @@
 """HTTP(S) sink transport: plain JSON lines, Splunk HEC events, or an Elasticsearch `_bulk` request.
 
 Standard library http.client: one keep-alive connection, re-opened after any failure; one POST per
-batch. Status handling: 2xx delivered; 408, 429, 5xx, 401, 403 and connection errors are transient
-(records stay queued; an auth failure is logged so the operator can fix the token); other 4xx reject
-the batch. Elasticsearch documents get a content-derived `_id` with `op_type: create`, so retrying a
-partly accepted batch never indexes a record twice (409 "already exists" counts as delivered).
+batch. Status handling: 2xx delivered; 408, 429, 5xx, 401, 403, 3xx and connection errors are
+transient (records stay queued; an auth failure or a redirect is logged as an error so the operator
+can fix the token or the URL); 413 sends the batch again in halves, down to single records; other
+4xx reject the batch. Elasticsearch documents get a content-derived `_id` with `op_type: create`, so
+retrying a partly accepted batch never indexes a record twice (409 "already exists" counts as
+delivered).
 Credentials come from `token_file=PATH` or `token_env=NAME`, never from the URL, and are never logged.
 """
 
@@ -22,7 +24,9 @@ import orjson
 
 from enrich.adapters.sinks import (
     TLS_OPTIONS,
+    BatchTooLarge,
     RejectedBatch,
+    SinkNeedsFix,
     TransientSinkError,
     int_option,
     parse_address,
@@ -174,13 +178,21 @@ class HttpTransport:
             raise TransientSinkError(f"{type(exc).__name__}: {exc}") from exc
         if response.will_close:
             self.close()
-        self._check(response.status, data, len(lines))
+        self._check(response.status, data, len(lines), response.getheader("Location"))
 
-    def _check(self, status: int, data: bytes, count: int) -> None:
+    def _check(self, status: int, data: bytes, count: int, location: str | None = None) -> None:
         if status in (401, 403):
-            raise TransientSinkError(f"HTTP {status}: authentication refused (check the token)")
+            raise SinkNeedsFix(f"HTTP {status}: authentication refused (check the token)")
         if status in RETRYABLE or status >= 500:
             raise TransientSinkError(f"HTTP {status}")
+        if 300 <= status < 400:  # not followed: the records stay queued until the URL is fixed
+            where = (location or "no Location").partition("?")[0]  # its query may echo ours
+            raise SinkNeedsFix(
+                f"HTTP {status} redirect to {where}: fix the sink URL (scheme, host, path); "
+                "redirects are not followed"
+            )
+        if status == 413:
+            raise BatchTooLarge(f"HTTP 413: {data[:200]!r}")
         if status >= 300:
             raise RejectedBatch(f"HTTP {status}: {data[:200]!r}", count)
         if self._fmt == "elasticsearch":

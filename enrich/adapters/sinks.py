@@ -39,6 +39,15 @@ class TransientSinkError(SinkError):
     """The peer is unreachable or busy: keep the records and retry later."""
 
 
+class SinkNeedsFix(TransientSinkError):
+    """The peer answers but will refuse until the operator fixes the sink (its URL, its token):
+    the records stay queued and each failure is logged as an error."""
+
+
+class BatchTooLarge(SinkError):
+    """The peer refuses a batch this large (HTTP 413): it is sent again in halves."""
+
+
 class RejectedBatch(SinkError):
     """The peer refused these records for good (malformed for it); `count` of them are dropped."""
 
@@ -202,6 +211,8 @@ class DeliverySink:
         self.name = name
         self._transport, self._queue = transport, queue
         self._batch = max(1, batch_size)
+        self._split_left = 0  # records of a batch refused as too large, still sent in smaller parts
+        self._split_size = self._batch
         self._backoff_base, self._backoff_max = backoff
         self._clock, self._sleep = clock, sleep
         self._failures = 0
@@ -244,12 +255,28 @@ class DeliverySink:
                 if until is None or self._next_attempt > until:
                     return
                 self._sleep(self._next_attempt - now)
-            lines, position = self._queue.peek(self._batch)
+            size = min(self._split_size, self._split_left) if self._split_left else self._batch
+            lines, position = self._queue.peek(size)
             if not lines:
                 return
             accepted = len(lines)
             try:
                 self._transport.deliver(lines)
+            except BatchTooLarge as exc:
+                if len(lines) > 1:  # halve it, down to single records
+                    self._split_left = self._split_left or len(lines)
+                    self._split_size = len(lines) // 2
+                    log.warning(
+                        "%s: peer refused %d records as too large (%s); sending %d at a time",
+                        self.name,
+                        len(lines),
+                        exc,
+                        self._split_size,
+                    )
+                    continue
+                self.rejected += 1
+                accepted = 0
+                log.error("%s: peer rejected a single record as too large, for good: %s", self.name, exc)
             except RejectedBatch as exc:  # the peer answered: the batch is done with, like a delivery
                 self.rejected += exc.count
                 accepted -= exc.count
@@ -258,7 +285,8 @@ class DeliverySink:
                 self._failures += 1
                 delay = min(self._backoff_max, self._backoff_base * 2 ** (self._failures - 1))
                 self._next_attempt = self._clock() + delay
-                log.warning(
+                log.log(
+                    logging.ERROR if isinstance(exc, SinkNeedsFix) else logging.WARNING,
                     "%s: delivery failed (%s); %d records queued, retry in %.1fs",
                     self.name,
                     exc,
@@ -266,6 +294,9 @@ class DeliverySink:
                     delay,
                 )
                 continue
+            if self._split_left:
+                self._split_left = max(0, self._split_left - len(lines))
+                self._split_size = self._split_size if self._split_left else self._batch
             self._queue.commit(position, len(lines))
             self.delivered += accepted
             if self._failures:

@@ -172,3 +172,14 @@ def test_the_same_sink_twice_is_refused(enriched: dict[str, Path], tmp_path: Pat
     assert result.exit_code == 1 and "SinkError: " in result.output
     assert "the same destination as sink" in result.output
     assert not (tmp_path / "incidents.jsonl").exists()
+
+
+def test_records_refused_by_the_peer_fail_the_run(enriched: dict[str, Path], tmp_path: Path) -> None:
+    from tests.support.httppeer import HttpPeer
+
+    port = free_port()
+    with HttpPeer(port, status=400, reply=b"bad document") as peer:
+        args = ["filter", str(enriched["compromised"] / "ssl.log"), "--sink", f"http://127.0.0.1:{port}/"]
+        result = CliRunner().invoke(main, args)
+    assert peer.requests and result.exit_code == 1
+    assert "SinkError:" in result.output and "1 records dropped for good" in result.output

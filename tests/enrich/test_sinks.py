@@ -306,3 +306,37 @@ def test_two_sinks_with_one_destination_are_refused(tmp_path: Path, specs: list[
         open_sinks(specs, spool_dir=tmp_path / "spool")
     assert "the same destination as sink" in str(info.value) and "s3cret" not in str(info.value)
     assert not (tmp_path / "spool").exists()  # refused before anything was opened
+
+
+@pytest.mark.parametrize("status", [301, 307, 308])
+def test_a_redirect_keeps_the_records_and_says_to_fix_the_url(status: int, caplog) -> None:
+    port = free_port()
+    location = f"https://127.0.0.1:{port}/in?channel=s3cret"
+    with HttpPeer(port, status=status, headers={"Location": location}) as peer:
+        sink = open_sink(f"http://127.0.0.1:{port}/in")
+        sink.send(recs(0, 3))
+        assert sink.stats() == {"delivered": 0, "queued": 3, "dropped": 0}
+        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert any(f"redirect to https://127.0.0.1:{port}/in: fix the sink URL" in e for e in errors)
+        assert "s3cret" not in caplog.text
+        peer.status = 200  # the operator fixed the URL (here: the peer stopped redirecting)
+        assert sink.close(timeout=5) == 0
+    assert [r["n"] for r in peer.accepted] == [0, 1, 2]
+
+
+def test_a_batch_too_large_is_split_and_only_the_record_still_too_large_is_dropped(caplog) -> None:
+    port = free_port()
+
+    def status(body: bytes) -> int:  # at most 2 records a request, and never the huge one
+        return 413 if len(body.splitlines()) > 2 or b"huge" in body else 200
+
+    records = recs(0, 7)
+    records[4]["payload"] = "huge"
+    with HttpPeer(port, status=status) as peer:
+        sink = open_sink(f"http://127.0.0.1:{port}/in?batch=6")
+        sink.send(records)
+        assert sink.close(timeout=5) == 0
+    assert [r["n"] for r in peer.accepted] == [0, 1, 2, 3, 5, 6]  # in order, the huge one left out
+    assert sink.stats() == {"delivered": 6, "queued": 0, "dropped": 1}
+    assert "rejected a single record as too large" in caplog.text
+    assert len(peer.requests) < 14
