@@ -252,9 +252,10 @@ class DeliverySink:
         while self._queue.pending():
             now = self._clock()
             if now < self._next_attempt:
-                if until is None or self._next_attempt > until:
+                if until is None or now >= until:
                     return
-                self._sleep(self._next_attempt - now)
+                # the next back-off slot, or the deadline itself for a last attempt
+                self._sleep(min(self._next_attempt, until) - now)
             size = min(self._split_size, self._split_left) if self._split_left else self._batch
             lines, position = self._queue.peek(size)
             if not lines:

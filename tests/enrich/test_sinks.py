@@ -235,7 +235,7 @@ def test_backoff_doubles_and_flush_zero_never_waits() -> None:
     sink.send(recs(1, 2))
     assert slept == [] and sink.stats()["queued"] == 2
     assert sink.flush(timeout=20) == 2
-    assert slept[:4] == [0.5, 1.0, 2.0, 4.0] and set(slept[4:]) == {4.0}  # doubling, capped at backoff_max
+    assert slept == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0, 0.5]  # doubling, capped, a last try at 20 s
     with HttpPeer(port) as peer:
         assert sink.close(timeout=10) == 0
     assert [r["n"] for r in peer.records] == [0, 1]
@@ -340,3 +340,24 @@ def test_a_batch_too_large_is_split_and_only_the_record_still_too_large_is_dropp
     assert sink.stats() == {"delivered": 6, "queued": 0, "dropped": 1}
     assert "rejected a single record as too large" in caplog.text
     assert len(peer.requests) < 14
+
+
+def test_flush_makes_a_last_attempt_at_its_deadline() -> None:
+    # Attempts at 0, 0.5, 1.5, 3.5, 7.5 s; the next slot (15.5 s) is past the 10 s timeout. The peer
+    # is back at 9 s: the records must still get there before flush gives up.
+    port, now, started = free_port(), [0.0], []
+    peer = HttpPeer(port)
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+        if now[0] >= 9.0 and not started:
+            started.append(peer.__enter__())
+
+    sink = open_sink(f"http://127.0.0.1:{port}/", clock=lambda: now[0], sleep=sleep)
+    try:
+        sink.send(recs(0, 2))
+        assert sink.flush(timeout=10) == 0 and now[0] == 10.0
+    finally:
+        if started:
+            peer.__exit__(None, None, None)
+    assert [r["n"] for r in peer.records] == [0, 1]
