@@ -15,8 +15,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import logging
 import os
 import ssl
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -36,6 +38,7 @@ from enrich.adapters.sinks import (
 )
 from enrich.errors import SinkError
 
+log = logging.getLogger(__name__)
 FORMATS = ("jsonl", "splunk-hec", "elasticsearch")
 AUTH_SCHEMES = {"splunk-hec": "splunk", "elasticsearch": "apikey", "jsonl": "bearer"}
 KNOWN_OPTIONS = {"format", "token_file", "token_env", "auth", "index", "sourcetype", "timeout"} | TLS_OPTIONS
@@ -123,11 +126,18 @@ def http_transport(spec: str, known: set[str]) -> tuple[HttpTransport, str, dict
         context=tls_context(options, spec) if parts.scheme == "https" else None,
         fmt=fmt,
         authorization=auth_header(scheme, token) if token else None,
+        reauthorize=(lambda: _fresh_header(options, spec, scheme)) if "token_file" in options else None,
         index=options.get("index"),
         sourcetype=options.get("sourcetype", "kubezeek:incident"),
         timeout=float(int_option(options, "timeout", 10, spec) or 10),
     )
     return transport, redact(spec), options
+
+
+def _fresh_header(options: dict[str, str], spec: str, scheme: str) -> str | None:
+    """The Authorization header from the token file as it is now (a mounted Secret changes in place)."""
+    token = read_token(options, spec)
+    return auth_header(scheme, token) if token else None
 
 
 class HttpTransport:
@@ -145,10 +155,12 @@ class HttpTransport:
         index: str | None,
         sourcetype: str,
         timeout: float,
+        reauthorize: Callable[[], str | None] | None = None,
     ) -> None:
         self._host, self._port, self._path, self._context = host, port, path, context
         self._fmt, self._auth, self._index, self._sourcetype = fmt, authorization, index, sourcetype
         self._timeout = timeout
+        self._reauthorize = reauthorize
         self._conn: http.client.HTTPConnection | None = None
 
     def _connection(self) -> http.client.HTTPConnection:
@@ -178,7 +190,24 @@ class HttpTransport:
             raise TransientSinkError(f"{type(exc).__name__}: {exc}") from exc
         if response.will_close:
             self.close()
+        if response.status in (401, 403):
+            self._reread_token()
         self._check(response.status, data, len(lines), response.getheader("Location"))
+
+    def _reread_token(self) -> None:
+        """After 401/403: the token file may hold a fixed token by now (values never logged)."""
+        if self._reauthorize is None:
+            return
+        try:
+            header = self._reauthorize()
+        except SinkError as exc:
+            log.error("%s; keeping the token read before", exc)
+            return
+        if header != self._auth:
+            self._auth = header
+            log.warning(
+                "HTTP %s:%d: token_file changed; the next attempt uses the new token", self._host, self._port
+            )
 
     def _check(self, status: int, data: bytes, count: int, location: str | None = None) -> None:
         if status in (401, 403):

@@ -327,8 +327,8 @@ def test_a_redirect_keeps_the_records_and_says_to_fix_the_url(status: int, caplo
 def test_a_batch_too_large_is_split_and_only_the_record_still_too_large_is_dropped(caplog) -> None:
     port = free_port()
 
-    def status(body: bytes) -> int:  # at most 2 records a request, and never the huge one
-        return 413 if len(body.splitlines()) > 2 or b"huge" in body else 200
+    def status(request: dict) -> int:  # at most 2 records a request, and never the huge one
+        return 413 if len(request["body"].splitlines()) > 2 or b"huge" in request["body"] else 200
 
     records = recs(0, 7)
     records[4]["payload"] = "huge"
@@ -361,3 +361,22 @@ def test_flush_makes_a_last_attempt_at_its_deadline() -> None:
         if started:
             peer.__exit__(None, None, None)
     assert [r["n"] for r in peer.records] == [0, 1]
+
+
+def test_a_token_file_updated_in_place_is_read_again_after_401(tmp_path: Path, caplog) -> None:
+    # Kubernetes updates a mounted Secret in place: the fixed token must be picked up without a restart.
+    token = tmp_path / "token"
+    token.write_text("0ld-t0ken\n")
+    port = free_port()
+
+    def status(request: dict) -> int:
+        return 200 if request["headers"]["Authorization"] == "Bearer n3w-t0ken" else 401
+
+    with HttpPeer(port, status=status) as peer:
+        sink = open_sink(f"http://127.0.0.1:{port}/in?token_file={token}")
+        sink.send(recs(0, 2))
+        assert sink.stats()["queued"] == 2
+        token.write_text("n3w-t0ken\n")
+        assert sink.close(timeout=5) == 0
+    assert [r["n"] for r in peer.accepted] == [0, 1]
+    assert "t0ken" not in caplog.text

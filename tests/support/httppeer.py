@@ -39,7 +39,8 @@ def make_cert(folder: Path) -> Path:
 class HttpPeer:
     """`with HttpPeer(port) as peer:` serves until the block ends; `peer.records` are the JSON lines got.
 
-    `status` is a number or a function of the request body; `headers` are added to every answer.
+    `status` is a number or a function of the request (path, headers, body); `headers` are added to
+    every answer.
     """
 
     def __init__(
@@ -47,7 +48,7 @@ class HttpPeer:
         port: int,
         certfile: Path | None = None,
         reply: Any = None,
-        status: int | Callable[[bytes], int] = 200,
+        status: int | Callable[[dict[str, Any]], int] = 200,
         headers: dict[str, str] | None = None,
     ) -> None:
         self.port = port
@@ -82,10 +83,9 @@ class HttpPeer:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                status = peer.status(body) if callable(peer.status) else peer.status
-                peer.requests.append(
-                    {"path": self.path, "headers": dict(self.headers), "body": body, "status": status}
-                )
+                request = {"path": self.path, "headers": dict(self.headers), "body": body}
+                status = peer.status(request) if callable(peer.status) else peer.status
+                peer.requests.append({**request, "status": status})
                 reply = peer.reply(body) if callable(peer.reply) else (peer.reply or b'{"ok":true}')
                 self.send_response(status)
                 for name, value in peer.headers.items():
