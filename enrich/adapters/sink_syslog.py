@@ -232,11 +232,26 @@ class SyslogTransport:
             self._sock = sock
         return self._sock
 
-    @staticmethod
-    def _peer_closed(sock: socket.socket) -> bool:
-        """A syslog receiver never sends: anything readable means it closed (or is closing)."""
+    def _peer_closed(self, sock: socket.socket) -> bool:
+        """A syslog receiver never sends application data: over TCP anything readable means it closed
+        (or is closing). Over TLS the readable bytes can be TLS 1.3 session tickets, which the SSL
+        layer consumes on a non-blocking read: only end of stream or an error means closed."""
         readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable)
+        if not readable:
+            return False
+        if not isinstance(sock, ssl.SSLSocket):
+            return True
+        sock.setblocking(False)
+        try:
+            while sock.recv(65536):  # application data from a receiver: read and ignored
+                pass
+            return True  # end of stream
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return False  # only TLS records such as session tickets were pending
+        except OSError:  # ssl.SSLError included: reset, close_notify races, protocol errors
+            return True
+        finally:
+            sock.settimeout(self._timeout)
 
     def deliver(self, lines: list[bytes]) -> None:
         frames, shrunk = [], 0

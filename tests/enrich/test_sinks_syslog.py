@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+import time
 from pathlib import Path
 
 import orjson
@@ -163,3 +164,83 @@ def test_rate_limit_summaries_are_info_whatever_their_rule_severity() -> None:
     summary = {"_path": "kubezeek_summary", "summary.suppressed": 412, "incident.severity": "high"}
     assert format_message(summary, hostname="h").startswith(b"<134>1 - h kubezeek - kubezeek_summary ")
     assert format_message({**summary, "_path": "conn"}, hostname="h").startswith(b"<131>1 ")
+
+
+def test_tls_session_tickets_do_not_make_every_batch_reconnect(cert: Path) -> None:
+    # A TLS 1.3 receiver sends session tickets after the handshake: readable bytes that are not a close.
+    port = free_port()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.load_cert_chain(cert / "crt.pem", cert / "key.pem")
+    listener = socket.create_server(("127.0.0.1", port))
+    listener.settimeout(0.2)
+    connections: list[int] = []
+    got = bytearray()
+    done = threading.Event()
+
+    def handle(conn: socket.socket) -> None:
+        try:
+            with context.wrap_socket(conn, server_side=True) as tls:
+                while chunk := tls.recv(65536):
+                    got.extend(chunk)
+        except (ssl.SSLError, OSError):
+            pass
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            connections.append(1)
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        sink = open_sink(f"syslog+tls://127.0.0.1:{port}?ca={cert / 'crt.pem'}")
+        for i in range(6):  # one batch at a time, each after the receiver got the one before
+            sink.send([{**RECORD, "uid": f"C{i}"}])
+            deadline = time.monotonic() + 10
+            while got.count(b'"uid":"C') <= i and time.monotonic() < deadline:
+                time.sleep(0.01)
+        assert sink.close(timeout=5) == 0
+        assert got.count(b'"uid":"C') == 6
+        assert len(connections) == 1
+    finally:
+        done.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+def test_a_tls_receiver_that_closed_is_detected_before_the_next_batch(cert: Path) -> None:
+    port = free_port()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert / "crt.pem", cert / "key.pem")
+    listener = socket.create_server(("127.0.0.1", port))
+    got: list[bytes] = [b"", b""]
+    first_closed = threading.Event()
+
+    def serve() -> None:
+        for index in range(2):
+            conn, _ = listener.accept()
+            with context.wrap_socket(conn, server_side=True) as tls:
+                while chunk := tls.recv(65536):
+                    got[index] += chunk
+                    if index == 0 and b'"uid":"C0"' in got[0]:
+                        break  # the first connection is closed by the receiver after one record
+            if index == 0:
+                first_closed.set()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        sink = open_sink(f"syslog+tls://127.0.0.1:{port}?ca={cert / 'crt.pem'}")
+        sink.send([{**RECORD, "uid": "C0"}])
+        assert first_closed.wait(10)
+        sink.send([{**RECORD, "uid": "C1"}])
+        assert sink.close(timeout=5) == 0
+        thread.join(timeout=10)
+    finally:
+        listener.close()
+    assert b'"uid":"C1"' in got[1] and b'"uid":"C1"' not in got[0]
