@@ -24,18 +24,15 @@ from urllib.parse import urlencode
 
 import orjson
 
-from enrich.adapters.sinks import (
+from enrich.adapters.sink_spec import (
     TLS_OPTIONS,
-    BatchTooLarge,
-    RejectedBatch,
-    SinkNeedsFix,
-    TransientSinkError,
     int_option,
     parse_address,
     redact,
+    request_path,
     split_options,
-    tls_context,
 )
+from enrich.adapters.sinks import BatchTooLarge, RejectedBatch, SinkNeedsFix, TransientSinkError, tls_context
 from enrich.errors import SinkError
 
 log = logging.getLogger(__name__)
@@ -75,14 +72,6 @@ def _one_line(text: str, source: str, spec: str) -> str:
             "(it has a line break or another control or non-ASCII character inside)"
         )
     return token
-
-
-def request_path(path: str, fmt: str) -> str:
-    """The path POSTed to: Splunk's default collector path, Elasticsearch's `_bulk` appended."""
-    path = path or ("/services/collector/event" if fmt == "splunk-hec" else "/")
-    if fmt == "elasticsearch" and not path.rstrip("/").endswith("_bulk"):
-        path = path.rstrip("/") + "/_bulk"
-    return path
 
 
 def auth_header(scheme: str, token: str) -> str:

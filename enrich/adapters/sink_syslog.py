@@ -27,16 +27,8 @@ from typing import Any
 
 import orjson
 
-from enrich.adapters.sinks import (
-    TLS_OPTIONS,
-    TransientSinkError,
-    encode,
-    int_option,
-    parse_address,
-    redact,
-    split_options,
-    tls_context,
-)
+from enrich.adapters.sink_spec import TLS_OPTIONS, int_option, parse_address, redact, split_options
+from enrich.adapters.sinks import TransientSinkError, encode, tls_context
 from enrich.core.incident import SUMMARY_PATH
 from enrich.errors import SinkError
 

@@ -7,28 +7,34 @@
 
 Network sinks batch records, queue them (a disk spool per sink when `spool_dir` is given, else a
 bounded memory queue), deliver in order, and retry with exponential backoff while the peer is down.
-Option details and guarantees: docs/filter.md.
+Specs are parsed and checked in sink_spec.py. Option details and guarantees: docs/filter.md.
 """
 
 from __future__ import annotations
 
 import glob
 import hashlib
-import ipaddress
 import logging
 import os
-import re
 import ssl
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
-from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
+from enrich.adapters.sink_spec import (
+    DELIVERY_OPTIONS,
+    bool_option,
+    destination,
+    int_option,
+    legacy_spool_prefix,
+    redact,
+    split_options,
+    spool_name,
+)
 from enrich.adapters.spool import MemoryQueue, Spool, pending_in
 from enrich.errors import SinkError
 
@@ -260,40 +266,8 @@ class DeliverySink:
             lines, position = self._queue.peek(size)
             if not lines:
                 return
-            accepted = len(lines)
-            try:
-                self._transport.deliver(lines)
-            except BatchTooLarge as exc:
-                if len(lines) > 1:  # halve it, down to single records
-                    self._split_left = self._split_left or len(lines)
-                    self._split_size = len(lines) // 2
-                    log.warning(
-                        "%s: peer refused %d records as too large (%s); sending %d at a time",
-                        self.name,
-                        len(lines),
-                        exc,
-                        self._split_size,
-                    )
-                    continue
-                self.rejected += 1
-                accepted = 0
-                log.error("%s: peer rejected a single record as too large, for good: %s", self.name, exc)
-            except RejectedBatch as exc:  # the peer answered: the batch is done with, like a delivery
-                self.rejected += exc.count
-                accepted -= exc.count
-                log.error("%s: peer rejected %d records for good: %s", self.name, exc.count, exc)
-            except TransientSinkError as exc:
-                self._failures += 1
-                delay = min(self._backoff_max, self._backoff_base * 2 ** (self._failures - 1))
-                self._next_attempt = self._clock() + delay
-                log.log(
-                    logging.ERROR if isinstance(exc, SinkNeedsFix) else logging.WARNING,
-                    "%s: delivery failed (%s); %d records queued, retry in %.1fs",
-                    self.name,
-                    exc,
-                    self._queue.pending(),
-                    delay,
-                )
+            accepted = self._attempt(lines)
+            if accepted is None:
                 continue
             if self._split_left:
                 self._split_left = max(0, self._split_left - len(lines))
@@ -305,25 +279,52 @@ class DeliverySink:
             self._failures = 0
             self._next_attempt = float("-inf")
 
-
-def _readable(scheme: str, host: object, port: object, path: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.-]+", "_", f"{scheme}_{host}_{port}{path}").strip("_")[:80]
-
-
-def _slug(dest: str) -> str:
-    """The spool directory name of a destination (scheme://host:port/path): readable, then a hash."""
-    parts = urlsplit(dest)
-    readable = _readable(parts.scheme, parts.hostname, parts.port, parts.path)
-    return f"{readable}-{hashlib.sha256(dest.encode()).hexdigest()[:10]}"
+    def _attempt(self, lines: list[bytes]) -> int | None:
+        """Deliver one batch: how many records the peer took (it refused the rest for good), or None
+        when they all stay queued (peer down, or the batch is to be sent again in halves)."""
+        try:
+            self._transport.deliver(lines)
+        except BatchTooLarge as exc:
+            if len(lines) > 1:  # halve it, down to single records
+                self._split_left = self._split_left or len(lines)
+                self._split_size = len(lines) // 2
+                log.warning(
+                    "%s: peer refused %d records as too large (%s); sending %d at a time",
+                    self.name,
+                    len(lines),
+                    exc,
+                    self._split_size,
+                )
+                return None
+            self.rejected += 1
+            log.error("%s: peer rejected a single record as too large, for good: %s", self.name, exc)
+            return 0
+        except RejectedBatch as exc:  # the peer answered: the batch is done with, like a delivery
+            self.rejected += exc.count
+            log.error("%s: peer rejected %d records for good: %s", self.name, exc.count, exc)
+            return len(lines) - exc.count
+        except TransientSinkError as exc:
+            self._failures += 1
+            delay = min(self._backoff_max, self._backoff_base * 2 ** (self._failures - 1))
+            self._next_attempt = self._clock() + delay
+            log.log(
+                logging.ERROR if isinstance(exc, SinkNeedsFix) else logging.WARNING,
+                "%s: delivery failed (%s); %d records queued, retry in %.1fs",
+                self.name,
+                exc,
+                self._queue.pending(),
+                delay,
+            )
+            return None
+        return len(lines)
 
 
 def _spool_directory(spool_dir: Path, spec: str, dest: str, name: str) -> Path:
     """This destination's spool directory. Earlier versions named it by the whole spec, so any option
     edit abandoned it: such a directory of this very spec is taken over (when ours does not exist yet),
     those of earlier specs of the destination are reported with their record counts."""
-    directory = spool_dir / _slug(dest)
-    old = urlsplit(spec)
-    legacy_prefix = _readable(old.scheme, old.hostname, old.port, old.path) + "-"
+    directory = spool_dir / spool_name(dest)
+    legacy_prefix = legacy_spool_prefix(spec)
     exact = spool_dir / f"{legacy_prefix}{hashlib.sha256(spec.encode()).hexdigest()[:10]}"
     if exact != directory and exact.is_dir() and not directory.exists():
         os.replace(exact, directory)
@@ -344,33 +345,6 @@ def _spool_directory(spool_dir: Path, spec: str, dest: str, name: str) -> Path:
                 directory,
             )
     return directory
-
-
-def destination(spec: str) -> str:
-    """What a sink writes to: `stdout`, `file:ABSPATH` or `scheme://host:port/path` (no options).
-
-    Its spool is keyed by it (options such as batch, timeout or a token can change without
-    abandoning queued records: the spool holds the records as JSON lines, whatever the format),
-    and two sinks with the same one are refused. SinkError when the spec does not parse.
-    """
-    if spec == "stdout":
-        return spec
-    if spec.startswith("file:"):
-        return "file:" + os.path.abspath(spec[len("file:") :].partition("?")[0])
-    scheme = spec.split("://", 1)[0] if "://" in spec else ""
-    base, options, _ = split_options(spec, DELIVERY_OPTIONS | TLS_OPTIONS | {"format"})
-    address = parse_address(base, spec)
-    host = f"[{address.host}]" if ":" in address.host else address.host
-    if scheme in ("http", "https"):
-        from enrich.adapters.sink_http import request_path
-
-        port = address.port or (443 if scheme == "https" else 80)
-        return f"{scheme}://{host}:{port}{request_path(address.path, options.get('format', 'jsonl'))}"
-    if scheme in ("syslog+tcp", "syslog+tls"):
-        return f"{scheme}://{host}:{address.port}"
-    raise SinkError(
-        f"{redact(spec)}: unknown sink; use stdout, file:PATH, http(s)://..., syslog+tcp://, syslog+tls://"
-    )
 
 
 def open_sinks(specs: list[str] | tuple[str, ...], **kwargs: Any) -> list[Sink]:
@@ -396,91 +370,6 @@ def open_sinks(specs: list[str] | tuple[str, ...], **kwargs: Any) -> list[Sink]:
     return sinks
 
 
-def split_options(spec: str, known: set[str]) -> tuple[str, dict[str, str], list[tuple[str, str]]]:
-    """(spec without query, our options, the query parameters that are not ours, in order)."""
-    base, _, query = spec.partition("?")
-    ours: dict[str, str] = {}
-    theirs: list[tuple[str, str]] = []
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key in known:
-            ours[key] = value
-        else:
-            theirs.append((key, value))
-    return base, ours, theirs
-
-
-def int_option(options: dict[str, str], key: str, default: int, spec: str) -> int:
-    """A whole-number option, or SinkError naming the (redacted) spec."""
-    try:
-        value = int(options.get(key, default))
-    except ValueError:
-        raise SinkError(
-            f"{redact(spec)}: option {key} must be a whole number, got {options[key]!r}"
-        ) from None
-    if value < 0:
-        raise SinkError(f"{redact(spec)}: option {key} must not be negative")
-    return value
-
-
-BOOLEANS = {
-    "true": True,
-    "1": True,
-    "yes": True,
-    "on": True,
-    "false": False,
-    "0": False,
-    "no": False,
-    "off": False,
-}
-
-
-def bool_option(options: dict[str, str], key: str, default: bool, spec: str) -> bool:
-    """A yes/no option (true/false, 1/0, yes/no, on/off, any case), or SinkError for anything else."""
-    if key not in options:
-        return default
-    try:
-        return BOOLEANS[options[key].strip().lower()]
-    except KeyError:
-        raise SinkError(
-            f"{redact(spec)}: option {key} must be true or false (1/0, yes/no, on/off), got {options[key]!r}"
-        ) from None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Address:
-    """Where a network sink connects: host (lower-case name or normalised IP), port, path."""
-
-    scheme: str
-    host: str
-    port: int | None
-    path: str
-
-
-HOST_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-
-
-def parse_address(base: str, spec: str) -> Address:
-    """`scheme://host[:port]/path` (no query) checked whole at start: SinkError for a bad host or port."""
-    try:
-        parts = urlsplit(base)
-        port = parts.port
-    except ValueError as exc:  # "Port out of range 0-65535", "Invalid IPv6 URL"...
-        raise SinkError(f"{redact(spec)}: bad address: {exc}") from None
-    if port == 0:
-        raise SinkError(f"{redact(spec)}: bad address: port must be 1-65535")
-    host = parts.hostname or ""
-    try:
-        host = str(ipaddress.ip_address(host))
-    except ValueError:
-        if host and not HOST_NAME.fullmatch(host):
-            raise SinkError(f"{redact(spec)}: bad address: {host!r} is not a host name or IP") from None
-    return Address(scheme=parts.scheme, host=host, port=port, path=parts.path)
-
-
-DELIVERY_OPTIONS = {"batch", "spool_max_bytes", "backoff_max"}
-TLS_OPTIONS = {"ca", "tls_verify"}
-
-
 def tls_context(options: dict[str, str], spec: str) -> ssl.SSLContext:
     """Verification on by default (system CAs, or `ca=FILE`); `tls_verify=false` is logged loudly."""
     ca = options.get("ca")
@@ -493,12 +382,6 @@ def tls_context(options: dict[str, str], spec: str) -> ssl.SSLContext:
         context.verify_mode = ssl.CERT_NONE
         log.warning("%s: TLS certificate verification is OFF (tls_verify=false)", redact(spec))
     return context
-
-
-def redact(spec: str) -> str:
-    """The spec without its query and user-info, for logs and errors."""
-    base = spec.partition("?")[0]
-    return re.sub(r"//[^/@]*@", "//***@", base)
 
 
 def open_sink(
