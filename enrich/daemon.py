@@ -84,10 +84,10 @@ def preflight(settings: RunSettings) -> None:
         from enrich.adapters.rules_file import load_rules
 
         load_rules(settings.filter.rules)
-    from enrich.adapters.sinks import open_sink
+    from enrich.adapters.sinks import open_sinks
 
-    for spec in settings.filter.sinks:
-        open_sink(spec).close()  # file sinks open on the first record, network sinks on the first batch
+    for sink in open_sinks(settings.filter.sinks):  # refuses two sinks with one destination
+        sink.close()  # file sinks open on the first record, network sinks on the first batch
 
 
 def _export_stage(settings: RunSettings) -> tuple[RecordFilter | None, list[Sink]]:
@@ -95,19 +95,11 @@ def _export_stage(settings: RunSettings) -> tuple[RecordFilter | None, list[Sink
     if not settings.filter.sinks:
         return None, []
     from enrich.adapters.rules_file import load_rules
-    from enrich.adapters.sinks import open_sink
+    from enrich.adapters.sinks import open_sinks
     from enrich.core.incident import IncidentFilter
 
     record_filter = IncidentFilter(load_rules(settings.filter.rules), settings.filter.level)
-    sinks: list[Sink] = []
-    try:
-        for spec in settings.filter.sinks:
-            sinks.append(open_sink(spec, spool_dir=settings.state.path.parent / "spool"))
-    except BaseException:
-        for sink in sinks:
-            sink.close()
-        raise
-    return record_filter, sinks
+    return record_filter, open_sinks(settings.filter.sinks, spool_dir=settings.state.path.parent / "spool")
 
 
 def run_daemon(settings: RunSettings, stop: threading.Event) -> EnrichStats:

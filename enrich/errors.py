@@ -7,6 +7,11 @@
     ├── ParseError                a Zeek log file that cannot be read at all (names the file)
     ├── SourceError               a log directory or file that cannot be read (missing, permissions)
     ├── SinkError                 a sink that cannot be set up or has failed for good
+    │   │                         (inside the sink adapter only, never reaching the CLI:)
+    │   ├── TransientSinkError    peer down or busy: records stay queued, retried with back-off
+    │   │   └── SinkNeedsFix      peer refuses until the operator fixes URL or token (3xx, 401/403)
+    │   ├── BatchTooLarge         HTTP 413: the batch is sent again in halves
+    │   └── RejectedBatch         the peer refused records for good: dropped and counted
     ├── KubeError                 the Kubernetes API
     │   ├── KubeTransientError    retried inside the adapter (410 Gone, connection reset, 5xx)
     │   └── KubeForbiddenError    RBAC said no (403): fatal

@@ -117,11 +117,19 @@ def _send(sinks: list[Sink], records: list[dict[str, Any]], report: FilterReport
 
 
 def close_sinks(sinks: list[Sink], timeout: float) -> None:
-    """Flush and close every sink; SinkError naming those with records left undelivered."""
+    """Flush and close every sink; SinkError naming those with records left undelivered (kept in the
+    spool when there is one) or lost for good (refused by the peer, dropped from a full queue)."""
     problems = []
     for sink in sinks:
         remaining = sink.close(timeout=timeout)
         if remaining:
-            problems.append(f"{sink.name}: {remaining} records undelivered")
+            problems.append(
+                f"{sink.name}: {remaining} records undelivered (kept in the spool when --spool-dir is set)"
+            )
+        if dropped := sink.stats()["dropped"]:
+            problems.append(
+                f"{sink.name}: {dropped} records dropped for good "
+                "(refused by the peer, or the queue was full; see the log)"
+            )
     if problems:
-        raise SinkError("; ".join(problems) + " (kept in the spool when --spool-dir is set)")
+        raise SinkError("; ".join(problems))

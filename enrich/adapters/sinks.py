@@ -7,26 +7,35 @@
 
 Network sinks batch records, queue them (a disk spool per sink when `spool_dir` is given, else a
 bounded memory queue), deliver in order, and retry with exponential backoff while the peer is down.
-Option details and guarantees: docs/filter.md.
+Specs are parsed and checked in sink_spec.py. Option details and guarantees: docs/filter.md.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import logging
 import os
-import re
 import ssl
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
-from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from enrich.adapters.spool import MemoryQueue, Spool
+from enrich.adapters.sink_spec import (
+    DELIVERY_OPTIONS,
+    bool_option,
+    destination,
+    int_option,
+    legacy_spool_prefix,
+    redact,
+    split_options,
+    spool_name,
+)
+from enrich.adapters.spool import MemoryQueue, Spool, pending_in
 from enrich.errors import SinkError
 
 log = logging.getLogger(__name__)
@@ -34,6 +43,15 @@ log = logging.getLogger(__name__)
 
 class TransientSinkError(SinkError):
     """The peer is unreachable or busy: keep the records and retry later."""
+
+
+class SinkNeedsFix(TransientSinkError):
+    """The peer answers but will refuse until the operator fixes the sink (its URL, its token):
+    the records stay queued and each failure is logged as an error."""
+
+
+class BatchTooLarge(SinkError):
+    """The peer refuses a batch this large (HTTP 413): it is sent again in halves."""
 
 
 class RejectedBatch(SinkError):
@@ -199,6 +217,8 @@ class DeliverySink:
         self.name = name
         self._transport, self._queue = transport, queue
         self._batch = max(1, batch_size)
+        self._split_left = 0  # records of a batch refused as too large, still sent in smaller parts
+        self._split_size = self._batch
         self._backoff_base, self._backoff_max = backoff
         self._clock, self._sleep = clock, sleep
         self._failures = 0
@@ -238,31 +258,20 @@ class DeliverySink:
         while self._queue.pending():
             now = self._clock()
             if now < self._next_attempt:
-                if until is None or self._next_attempt > until:
+                if until is None or now >= until:
                     return
-                self._sleep(self._next_attempt - now)
-            lines, position = self._queue.peek(self._batch)
+                # the next back-off slot, or the deadline itself for a last attempt
+                self._sleep(min(self._next_attempt, until) - now)
+            size = min(self._split_size, self._split_left) if self._split_left else self._batch
+            lines, position = self._queue.peek(size)
             if not lines:
                 return
-            accepted = len(lines)
-            try:
-                self._transport.deliver(lines)
-            except RejectedBatch as exc:  # the peer answered: the batch is done with, like a delivery
-                self.rejected += exc.count
-                accepted -= exc.count
-                log.error("%s: peer rejected %d records for good: %s", self.name, exc.count, exc)
-            except TransientSinkError as exc:
-                self._failures += 1
-                delay = min(self._backoff_max, self._backoff_base * 2 ** (self._failures - 1))
-                self._next_attempt = self._clock() + delay
-                log.warning(
-                    "%s: delivery failed (%s); %d records queued, retry in %.1fs",
-                    self.name,
-                    exc,
-                    self._queue.pending(),
-                    delay,
-                )
+            accepted = self._attempt(lines)
+            if accepted is None:
                 continue
+            if self._split_left:
+                self._split_left = max(0, self._split_left - len(lines))
+                self._split_size = self._split_size if self._split_left else self._batch
             self._queue.commit(position, len(lines))
             self.delivered += accepted
             if self._failures:
@@ -270,38 +279,95 @@ class DeliverySink:
             self._failures = 0
             self._next_attempt = float("-inf")
 
+    def _attempt(self, lines: list[bytes]) -> int | None:
+        """Deliver one batch: how many records the peer took (it refused the rest for good), or None
+        when they all stay queued (peer down, or the batch is to be sent again in halves)."""
+        try:
+            self._transport.deliver(lines)
+        except BatchTooLarge as exc:
+            if len(lines) > 1:  # halve it, down to single records
+                self._split_left = self._split_left or len(lines)
+                self._split_size = len(lines) // 2
+                log.warning(
+                    "%s: peer refused %d records as too large (%s); sending %d at a time",
+                    self.name,
+                    len(lines),
+                    exc,
+                    self._split_size,
+                )
+                return None
+            self.rejected += 1
+            log.error("%s: peer rejected a single record as too large, for good: %s", self.name, exc)
+            return 0
+        except RejectedBatch as exc:  # the peer answered: the batch is done with, like a delivery
+            self.rejected += exc.count
+            log.error("%s: peer rejected %d records for good: %s", self.name, exc.count, exc)
+            return len(lines) - exc.count
+        except TransientSinkError as exc:
+            self._failures += 1
+            delay = min(self._backoff_max, self._backoff_base * 2 ** (self._failures - 1))
+            self._next_attempt = self._clock() + delay
+            log.log(
+                logging.ERROR if isinstance(exc, SinkNeedsFix) else logging.WARNING,
+                "%s: delivery failed (%s); %d records queued, retry in %.1fs",
+                self.name,
+                exc,
+                self._queue.pending(),
+                delay,
+            )
+            return None
+        return len(lines)
 
-def _slug(spec: str) -> str:
-    parts = urlsplit(spec)
-    readable = re.sub(r"[^A-Za-z0-9.-]+", "_", f"{parts.scheme}_{parts.hostname}_{parts.port}{parts.path}")
-    return f"{readable.strip('_')[:80]}-{hashlib.sha256(spec.encode()).hexdigest()[:10]}"
+
+def _spool_directory(spool_dir: Path, spec: str, dest: str, name: str) -> Path:
+    """This destination's spool directory. Earlier versions named it by the whole spec, so any option
+    edit abandoned it: such a directory of this very spec is taken over (when ours does not exist yet),
+    those of earlier specs of the destination are reported with their record counts."""
+    directory = spool_dir / spool_name(dest)
+    legacy_prefix = legacy_spool_prefix(spec)
+    exact = spool_dir / f"{legacy_prefix}{hashlib.sha256(spec.encode()).hexdigest()[:10]}"
+    if exact != directory and exact.is_dir() and not directory.exists():
+        os.replace(exact, directory)
+        log.info("%s: spool %s (named by the whole spec) is now %s", name, exact, directory)
+    candidates = spool_dir.glob(f"{glob.escape(legacy_prefix)}??????????") if spool_dir.is_dir() else ()
+    for other in sorted(candidates):
+        if other == directory or (other / "destination").exists() or not other.is_dir():
+            continue
+        if count := pending_in(other):
+            log.warning(
+                "%s: spool %s holds %d undelivered records queued under an earlier spec of this "
+                "destination (an option was changed); they are not sent automatically: stop kubezeek, "
+                "move its *.seg and cursor files into %s (if that holds none) and start it again, "
+                "or delete it",
+                name,
+                other,
+                count,
+                directory,
+            )
+    return directory
 
 
-def split_options(spec: str, known: set[str]) -> tuple[str, dict[str, str], list[tuple[str, str]]]:
-    """(spec without query, our options, the query parameters that are not ours, in order)."""
-    base, _, query = spec.partition("?")
-    ours: dict[str, str] = {}
-    theirs: list[tuple[str, str]] = []
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key in known:
-            ours[key] = value
-        else:
-            theirs.append((key, value))
-    return base, ours, theirs
-
-
-def int_option(options: dict[str, str], key: str, default: int, spec: str) -> int:
+def open_sinks(specs: list[str] | tuple[str, ...], **kwargs: Any) -> list[Sink]:
+    """`open_sink` for each spec; SinkError before opening any when two name the same destination
+    (they would share one spool and deliver every record twice)."""
+    seen: dict[str, str] = {}
+    for spec in specs:
+        dest = destination(spec)
+        if dest in seen:
+            raise SinkError(
+                f"{redact(spec)}: the same destination as sink {redact(seen[dest])} ({dest}): "
+                "every record would be delivered twice; give each sink once"
+            )
+        seen[dest] = spec
+    sinks: list[Sink] = []
     try:
-        value = int(options.get(key, default))
-    except ValueError:
-        raise SinkError(f"{spec}: option {key} must be a whole number, got {options[key]!r}") from None
-    if value < 0:
-        raise SinkError(f"{spec}: option {key} must not be negative")
-    return value
-
-
-DELIVERY_OPTIONS = {"batch", "spool_max_bytes", "backoff_max"}
-TLS_OPTIONS = {"ca", "tls_verify"}
+        for spec in specs:
+            sinks.append(open_sink(spec, **kwargs))
+    except BaseException:
+        for sink in sinks:
+            sink.close(timeout=0)
+        raise
+    return sinks
 
 
 def tls_context(options: dict[str, str], spec: str) -> ssl.SSLContext:
@@ -311,17 +377,11 @@ def tls_context(options: dict[str, str], spec: str) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=ca)
     except (OSError, ssl.SSLError) as exc:
         raise SinkError(f"{redact(spec)}: cannot load CA file {ca}: {exc}") from exc
-    if options.get("tls_verify", "true").lower() in ("false", "0", "no"):
+    if not bool_option(options, "tls_verify", True, spec):
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         log.warning("%s: TLS certificate verification is OFF (tls_verify=false)", redact(spec))
     return context
-
-
-def redact(spec: str) -> str:
-    """The spec without its query and user-info, for logs and errors."""
-    base = spec.partition("?")[0]
-    return re.sub(r"//[^/@]*@", "//***@", base)
 
 
 def open_sink(
@@ -355,12 +415,18 @@ def open_sink(
         transport, name, options = syslog_transport(spec, KNOWN_OPTIONS | DELIVERY_OPTIONS)
     else:
         raise SinkError(
-            f"{spec}: unknown sink; use stdout, file:PATH, http(s)://..., syslog+tcp://, syslog+tls://"
+            f"{redact(spec)}: unknown sink; use stdout, file:PATH, http(s)://..., syslog+tcp://, syslog+tls://"
         )
     queue: Spool | MemoryQueue
     if spool_dir is not None:
         max_bytes = int_option(options, "spool_max_bytes", 256 * 1024 * 1024, spec)
-        queue = Spool(Path(spool_dir) / _slug(spec), max_bytes=max_bytes, name=name)
+        dest = destination(spec)
+        directory = _spool_directory(Path(spool_dir), spec, dest, name)
+        queue = Spool(directory, max_bytes=max_bytes, name=name)
+        try:
+            (directory / "destination").write_text(dest + "\n")
+        except OSError as exc:
+            raise SinkError(f"{name}: cannot use spool directory {directory}: {exc}") from exc
     else:
         queue = MemoryQueue(name=name)
     return DeliverySink(

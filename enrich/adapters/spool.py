@@ -26,6 +26,24 @@ log = logging.getLogger(__name__)
 Position = tuple[int, int]
 
 
+def pending_in(directory: Path) -> int:
+    """Records left undelivered in a spool directory, counted without changing it (0 when unreadable)."""
+    try:
+        segments = sorted(int(p.stem) for p in directory.glob("*.seg") if p.stem.isdigit())
+        try:
+            seq_text, offset_text = (directory / "cursor").read_text().split()
+            cursor = (int(seq_text), int(offset_text))
+        except (OSError, ValueError):
+            cursor = (segments[0] if segments else 1, 0)
+        total = 0
+        for seq in (s for s in segments if s >= cursor[0]):
+            data = (directory / f"{seq:012d}.seg").read_bytes()
+            total += data.count(b"\n", cursor[1] if seq == cursor[0] else 0)
+        return total
+    except OSError:
+        return 0
+
+
 class MemoryQueue:
     """The same interface without durability, for sinks with no spool directory (bounded, counted)."""
 

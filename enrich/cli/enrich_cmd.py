@@ -132,7 +132,7 @@ def enrich_command(
 @maps_errors
 def run_command(config: Path | None, check: bool) -> None:
     """The enricher daemon: follow + enrich + filter + export, with checkpoints and metrics, until SIGTERM."""
-    from enrich.adapters.sinks import redact
+    from enrich.adapters.sink_spec import redact
     from enrich.settings import describe, load_settings  # YAML: only the daemon reads a config
 
     settings = load_settings(config, os.environ)

@@ -14,7 +14,7 @@ import click
 
 from enrich.adapters.filter_run import close_sinks, run_filter
 from enrich.adapters.rules_file import load_rules
-from enrich.adapters.sinks import Sink, open_sink
+from enrich.adapters.sinks import open_sinks
 from enrich.cli.base import maps_errors, setup_logging
 from enrich.core.incident import IncidentFilter
 from enrich.core.rules import RuleSet
@@ -85,10 +85,8 @@ def filter_command(
     """Select incident-relevant records from enriched logs (files, directories, or - for stdin)."""
     setup_logging(verbose)
     ruleset = load_rules(rules, networks=_networks(networks))
-    opened: list[Sink] = []
+    opened = open_sinks(sinks or ("stdout",), spool_dir=spool_dir)
     try:
-        for spec in sinks or ("stdout",):
-            opened.append(open_sink(spec, spool_dir=spool_dir))
         report = run_filter(inputs, IncidentFilter(ruleset, level), opened, stdin_path=stdin_path)
     except BaseException:
         for sink in opened:

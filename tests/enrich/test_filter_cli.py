@@ -174,3 +174,23 @@ def test_connection_seen_by_two_nodes_is_exported_once(enriched: dict[str, Path]
     assert len(both) == len(single)
     assert all(r["incident.sensors"] == ["node-a", "node-b"] for r in both)
     assert tags_of(both, truth("compromised")) == tags_of(single, truth("compromised"))
+
+
+def test_the_same_sink_twice_is_refused(enriched: dict[str, Path], tmp_path: Path) -> None:
+    sink = f"file:{tmp_path / 'incidents.jsonl'}"
+    args = ["filter", str(enriched["compromised"] / "ssl.log"), "--sink", sink, "--sink", sink]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "SinkError: " in result.output
+    assert "the same destination as sink" in result.output
+    assert not (tmp_path / "incidents.jsonl").exists()
+
+
+def test_records_refused_by_the_peer_fail_the_run(enriched: dict[str, Path], tmp_path: Path) -> None:
+    from tests.support.httppeer import HttpPeer
+
+    port = free_port()
+    with HttpPeer(port, status=400, reply=b"bad document") as peer:
+        args = ["filter", str(enriched["compromised"] / "ssl.log"), "--sink", f"http://127.0.0.1:{port}/"]
+        result = CliRunner().invoke(main, args)
+    assert peer.requests and result.exit_code == 1
+    assert "SinkError:" in result.output and "1 records dropped for good" in result.output

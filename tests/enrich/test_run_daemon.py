@@ -201,6 +201,7 @@ def test_environment_overrides_the_file_and_is_validated(tmp_path: Path) -> None
         ),
         ('filter:\n  rules: /nonexistent/rules.yaml\n  sinks: ["stdout"]\n', "/nonexistent/rules.yaml"),
         ('filter:\n  rules: RULES\n  sinks: ["bogus:x"]\n', "SinkError: bogus:x: unknown sink"),
+        ('filter:\n  rules: RULES\n  sinks: ["stdout", "stdout"]\n', "the same destination as sink stdout"),
         ("inventory:\n  files: INVENTORY\n", None),
     ],
 )
@@ -317,3 +318,19 @@ def test_an_incident_goes_out_while_the_log_stays_quiet(tmp_path: Path) -> None:
     (record,) = [orjson.loads(x) for x in got.splitlines()]
     assert "pod-egress-unusual-port" in record["incident.rules"]
     assert [orjson.loads(x)["uid"] for x in incidents.read_bytes().splitlines()] == [record["uid"]]  # once
+
+
+@pytest.mark.parametrize(
+    ("sink", "problem"),
+    [
+        ("https://siem.example/x?batch=ten&channel=s3cret", "option batch must be a whole number"),
+        ("kafka://siem.example/?token=s3cret", "unknown sink"),
+        ("https://siem.example:99999/x?channel=s3cret", "bad address"),
+    ],
+)
+def test_run_check_names_a_bad_sink_without_its_query(tmp_path: Path, sink: str, problem: str) -> None:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f'filter:\n  rules: builtin:incident\n  sinks: ["{sink}"]\n')
+    res = CliRunner().invoke(main, ["run", "--config", str(cfg), "--check"])
+    assert res.exit_code == 1 and problem in res.output and "siem.example" in res.output
+    assert "s3cret" not in res.output and "Traceback" not in res.output

@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from enrich.adapters.sink_syslog import format_message
 from enrich.adapters.sinks import open_sink
 from tests.support.httppeer import free_port
 
@@ -107,3 +108,23 @@ def test_rsyslog_receives_every_record_intact(rsyslog: tuple[int, Path]) -> None
     assert 'orig_pod="evil\\"\\] [x@1 a=\\"b\\"\\]\\\\ next line <13>1 fake"' in sd  # escaped, one SD element
     assert rows[0][0] == "node_with_spaces_" and rows[0][3] == "err"
     assert rows[2][3] == "notice"
+
+
+def test_an_over_long_record_is_one_valid_message_and_cannot_forge_another(rsyslog: tuple[int, Path]) -> None:
+    # rsyslog's imtcp cuts a message at maxMessageSize (8096 bytes by default) and parses the rest as a
+    # new message: an attacker's field value placed across that point became a forged syslog message.
+    port, out = rsyslog
+    forged = "<9>1 2025-11-20T10:00:00Z prod-db-1 sshd - auth - FORGED root login"
+    attack = {"ts": 1763635800.0, "_path": "http", "uid": "CATTACK", "incident.severity": "high"}
+    unpadded = len(format_message({**attack, "user_agent": ""}, hostname="n1"))
+    attack["user_agent"] = " " * (8096 + 2 - unpadded) + forged  # the forgery starts at byte 8097
+    sink = open_sink(f"syslog+tcp://127.0.0.1:{port}?hostname=n1")
+    sink.send([attack, {"ts": 1763635801.0, "_path": "conn", "uid": "CAFTER"}])
+    assert sink.close(timeout=10) == 0
+    wait_for(lambda: any("CAFTER" in row[-1] for row in received(out)), "the record after the long one")
+    rows = received(out)
+    assert [row[0] for row in rows] == ["n1", "n1"]  # no message from host prod-db-1
+    first = orjson.loads(rows[0][5].lstrip("\ufeff"))  # the whole record is one valid JSON message
+    assert first["uid"] == "CATTACK" and first["_truncated"] == ["user_agent"]
+    assert first["user_agent"].endswith("[truncated]") and len(rows[0][5].encode()) < 8096
+    assert orjson.loads(rows[1][5].lstrip("\ufeff"))["uid"] == "CAFTER"

@@ -7,6 +7,7 @@ import socket
 import ssl
 import subprocess
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -36,13 +37,25 @@ def make_cert(folder: Path) -> Path:
 
 
 class HttpPeer:
-    """`with HttpPeer(port) as peer:` serves until the block ends; `peer.records` are the JSON lines got."""
+    """`with HttpPeer(port) as peer:` serves until the block ends; `peer.records` are the JSON lines got.
 
-    def __init__(self, port: int, certfile: Path | None = None, reply: Any = None, status: int = 200) -> None:
+    `status` is a number or a function of the request (path, headers, body); `headers` are added to
+    every answer.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        certfile: Path | None = None,
+        reply: Any = None,
+        status: int | Callable[[dict[str, Any]], int] = 200,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.port = port
         self.requests: list[dict[str, Any]] = []
         self.status = status
         self.reply = reply
+        self.headers = headers or {}
         self._certfile = certfile
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -53,15 +66,30 @@ class HttpPeer:
             orjson.loads(line) for req in self.requests for line in req["body"].splitlines() if line.strip()
         ]
 
+    @property
+    def accepted(self) -> list[dict[str, Any]]:
+        """The records of the requests answered 2xx."""
+        return [
+            orjson.loads(line)
+            for req in self.requests
+            if 200 <= req["status"] < 300
+            for line in req["body"].splitlines()
+            if line.strip()
+        ]
+
     def __enter__(self) -> HttpPeer:
         peer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                peer.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                request = {"path": self.path, "headers": dict(self.headers), "body": body}
+                status = peer.status(request) if callable(peer.status) else peer.status
+                peer.requests.append({**request, "status": status})
                 reply = peer.reply(body) if callable(peer.reply) else (peer.reply or b'{"ok":true}')
-                self.send_response(peer.status)
+                self.send_response(status)
+                for name, value in peer.headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
                 self.wfile.write(reply)
