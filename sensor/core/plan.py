@@ -249,7 +249,14 @@ def plan(
     # A filter of ours at a priority we want to reuse must go first (same prio, different content).
     add_slots = {(f.ifindex, f.direction, f.prio) for f in adds}
     clashing = [f for f in dels if (f.ifindex, f.direction, f.prio) in add_slots]
-    rest = [f for f in dels if f not in clashing]
+    # Clsact qdiscs we created on devices we no longer mirror go back, if nobody else uses them; their
+    # filters go with them (one request instead of one or more per filter: 10,000 filters are 40 s).
+    dropped = [
+        i
+        for i in sorted(actual.owned_clsact & actual.clsact)
+        if i not in devices and not actual.foreign_filters.get(i)
+    ]
+    rest = [f for f in dels if f not in clashing and f.ifindex not in dropped]
 
     def dels_of(kind: str, direction: str | None = None) -> list[Action]:
         chosen = [f for f in rest if f.kind == kind and (direction is None or f.direction == direction)]
@@ -268,15 +275,11 @@ def plan(
     actions += [Action(op="add-clsact", ifindex=i) for i in sorted(devices - actual.clsact)]
     actions += key_ops("add-ct-key", keys - actual.ct_keys)
     actions += adds_of(PASS) + adds_of(CT)
+    actions += [Action(op="del-clsact", ifindex=i) for i in dropped]  # mirrors (and passes) out with it
     actions += dels_of(MIRROR, INGRESS) + dels_of(MIRROR, EGRESS)
     actions += adds_of(MIRROR, EGRESS) + adds_of(MIRROR, INGRESS)
     actions += dels_of(PASS) + dels_of(CT)
     actions += key_ops("del-ct-key", actual.ct_keys - keys)
-    # Give back the clsact qdiscs we created on devices we no longer mirror, if nobody else uses them.
-    ours_after = {f.ifindex for f in desired}
-    for ifindex in sorted(actual.owned_clsact & actual.clsact):
-        if ifindex not in ours_after and not actual.foreign_filters.get(ifindex):
-            actions.append(Action(op="del-clsact", ifindex=ifindex))
     return Plan(actions=tuple(actions), desired=tuple(desired), overflow=tuple(overflow))
 
 

@@ -180,9 +180,15 @@ def test_conntrack_filters_and_keys_come_before_mirrors_and_go_after_them():
 
     gone = plan([target(1)], state, KZ0, ct_prog=7).actions
     kinds = [a.op if a.ip else (a.op, a.filter.kind if a.filter else None) for a in gone]
-    last_mirror_del = max(i for i, k in enumerate(kinds) if k == ("del-filter", MIRROR))
-    assert kinds.index(("del-filter", CT)) > last_mirror_del and kinds.index("del-ct-key") > last_mirror_del
-    assert apply(state, gone).ct_keys == {"10.0.0.1"}
+    # device 2's clsact is ours: it goes whole (mirror, pass and conntrack filters in one request)
+    assert ("del-clsact", None) in kinds and ("del-filter", MIRROR) not in kinds
+    last_mirror_del = max(
+        i for i, k in enumerate(kinds) if k in (("del-filter", MIRROR), ("del-clsact", None))
+    )
+    ct_dels = [i for i, k in enumerate(kinds) if k == ("del-filter", CT)]
+    assert all(i > last_mirror_del for i in ct_dels) and kinds.index("del-ct-key") > last_mirror_del
+    after = apply(state, gone)
+    assert after.ct_keys == {"10.0.0.1"} and {f.ifindex for f in after.filters} == {1}
 
 
 def test_dual_stack_keys_of_both_families_are_added_and_removed_together():
