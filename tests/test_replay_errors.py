@@ -179,3 +179,17 @@ def test_zeek_that_writes_no_logs_is_an_error(tmp_path: Path) -> None:
     )
     _assert_one_line_error(result, "ReplayError", "zeek wrote no logs")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_relative_zeek_path_is_the_callers_not_the_staging_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Zeek runs inside the replay's staging folder: `--zeek ./bin/zeek` must still be the file next
+    to the caller (it used to fail with 'No such file or directory')."""
+    (tmp_path / "bin").mkdir()
+    _script(tmp_path / "bin" / "zeek", "#!/bin/sh\necho 'stand-in zeek ran' >&2\nexit 1\n")
+    monkeypatch.chdir(tmp_path)
+    result = _replay(
+        PCAPS / "shop.pcap", PCAPS / "shop.inventory.jsonl", tmp_path / "out", "--zeek", "./bin/zeek"
+    )
+    _assert_one_line_error(result, "ReplayError", "stand-in zeek ran")

@@ -47,7 +47,7 @@ def find_zeek(explicit: str | None = None) -> Path | None:
             raise ReplayError(f"zeek binary not found: {explicit}")
         if not os.access(found, os.X_OK):
             raise ReplayError(f"zeek binary is not executable: {found}")
-        return Path(found)
+        return Path(found).absolute()  # Zeek runs in its staging folder: a relative path would miss
     found = shutil.which("zeek")
     if found:
         return Path(found)
