@@ -7,8 +7,10 @@ Exit codes: 0 recorded (also on Ctrl-C, with everything seen so far written); 1 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO
 
 import click
@@ -37,7 +39,7 @@ def inventory(ctx: click.Context) -> None:
 @click.option("--context", default=None, help="Kubeconfig context (default: the current one).")
 @click.option(
     "--sync-timeout",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(min=0, min_open=True),
     default=60.0,
     show_default=True,
     help="Seconds to wait for the initial lists before giving up (exit 1).",
@@ -76,15 +78,25 @@ def record(
 
 @contextlib.contextmanager
 def _opened(output: str) -> Iterator[IO[str]]:
+    """The output stream: a file is written aside and put in place only when the recording ends
+    well, so a failed one (API unreachable, RBAC refusing one resource) leaves an earlier recording
+    untouched and never a partial file that would load like a whole one."""
     if output == "-":
         yield sys.stdout
         return
+    target = Path(output)
+    partial = target.with_name(f".{target.name}.partial")
     try:
-        fh = open(output, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+        fh = open(partial, "w", encoding="utf-8")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise InventoryError(f"{output}: cannot write ({exc.strerror or exc})") from exc
-    with fh:
-        yield fh
+    try:
+        with fh:
+            yield fh
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 COMMANDS: list[click.Command] = [inventory]

@@ -168,6 +168,30 @@ def test_forbidden_resource_exits_1_with_one_clear_line(
     )
 
 
+def test_a_failed_recording_leaves_an_earlier_one_untouched_and_no_partial_file(
+    api: FakeApiServer, kubeconfig: Path, tmp_path: Path
+) -> None:
+    """The file used to be emptied before the first list, and a refusal after some lists left a
+    partial file that loads like a whole inventory."""
+    serve_scenario(api, "shop")
+    out = tmp_path / "inv.jsonl"
+    assert record("-o", str(out), "--duration", "0", "--kubeconfig", str(kubeconfig)).exit_code == 0
+    earlier = out.read_bytes()
+    assert earlier
+    api.fail_next(1, 403, path="/replicasets")  # pods, services and nodes listed, then refused
+    assert record("-o", str(out), "--duration", "0", "--kubeconfig", str(kubeconfig)).exit_code == 1
+    assert out.read_bytes() == earlier
+    api.stop()
+    assert record("-o", str(out), "--sync-timeout", "1", "--kubeconfig", str(kubeconfig)).exit_code == 1
+    assert out.read_bytes() == earlier
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["inv.jsonl", "kubeconfig"])
+
+
+def test_a_sync_timeout_of_zero_is_a_usage_error(kubeconfig: Path, tmp_path: Path) -> None:
+    done = record("-o", str(tmp_path / "inv.jsonl"), "--sync-timeout", "0", "--kubeconfig", str(kubeconfig))
+    assert done.exit_code == 2 and "--sync-timeout" in done.stderr
+
+
 def test_unreachable_cluster_gives_up_after_the_sync_timeout(
     kubeconfig: Path, api: FakeApiServer, tmp_path
 ) -> None:
