@@ -98,12 +98,13 @@ class Comparison:
 
 def parse_comparison(text: str) -> Comparison:
     """`resp_bytes>1000000`, `service = ssl`, `query~\\.top$` (regex search), `rcode_name!=NOERROR`."""
-    for op in OPERATORS:
-        name, found, value = text.partition(op)
-        if found:
-            name, value = name.strip(), value.strip()
-            if not _FIELD.match(name):
-                break
+    # The operator is the first one in the text (the longer at a tie: `>=` before `>`), so the
+    # value may hold operator characters itself: `uri~id=1`, `query=a>=b`.
+    found = [(text.find(op), -len(op), op) for op in OPERATORS if op in text]
+    if found:
+        at, _, op = min(found)
+        name, value = text[:at].strip(), text[at + len(op) :].strip()
+        if _FIELD.match(name):
             return Comparison(field=name, op=op, value=value, number=_number(value))
     raise QueryError(
         f"bad comparison {text!r}: use FIELD OP VALUE with OP one of {' '.join(OPERATORS)}, "

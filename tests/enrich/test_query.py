@@ -394,3 +394,22 @@ def test_a_field_that_first_appears_late_is_read(tmp_path: Path, caplog: pytest.
     frame = read_log([tmp_path / "conn.log"], {"uid", "note"})
     assert list(frame["uid"]) == [r["uid"] for r in many]
     assert list(frame.loc[frame["note"].notna(), "note"]) == ["late", "late", ["a", "list"]]
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "op", "value"),
+    [
+        ("uri~id=1", "uri", "~", "id=1"),
+        ("uri=/a>=b", "uri", "=", "/a>=b"),
+        ("query!~a=b", "query", "!~", "a=b"),
+        ("orig_bytes>=1000000", "orig_bytes", ">=", "1000000"),
+        ("rcode_name != NOERROR", "rcode_name", "!=", "NOERROR"),
+        ("user_agent~<script>", "user_agent", "~", "<script>"),
+    ],
+)
+def test_the_first_operator_splits_a_comparison_so_values_may_hold_operator_characters(
+    text: str, field: str, op: str, value: str
+) -> None:
+    """Searching URIs and queries for `=`, `<` or `>` is routine; those used to be 'bad comparison'."""
+    got = parse_comparison(text)
+    assert (got.field, got.op, got.value) == (field, op, value)
