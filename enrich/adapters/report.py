@@ -340,7 +340,12 @@ def render(records: pd.DataFrame, title: str, top: int) -> str:
         ("dns", "Top DNS names per namespace", dns_names(traffic, top)),
         ("tls", "TLS versions and certificate problems", tls(traffic, top)),
         ("incidents", "Incidents by rule and severity", incidents(records)),
-        ("unresolved", "Unresolved and ambiguous addresses", unresolved(records, top)),
+        # traffic only: an incident is a copy of a traffic record, which would count it twice
+        (
+            "unresolved",
+            "Unresolved and ambiguous addresses",
+            unresolved(traffic if not traffic.empty else records, top),
+        ),
     ]
     nav = "".join(f'<a href="#{a}">{html.escape(t)}</a>' for a, t, _ in sections)
     body = "".join(section(a, t, b) for a, t, b in sections)

@@ -81,6 +81,11 @@ def test_report_lists_dns_tls_incidents_and_unresolved_addresses(
     assert all(f"<td>{rule}</td>" in incidents for rule in rules)
     unresolved = section(page, "unresolved")
     assert "<td>10.244.2.49</td><td>unknown</td>" in unresolved
+    # counted once although the incidents file (copies of some of those records) is read too
+    conn = (scenarios["compromised"] / "enriched" / "conn.log").read_bytes().splitlines()
+    seen = sum(b'"10.244.2.49"' in line for line in conn)
+    row = re.search(r"<tr><td>10\.244\.2\.49</td>(.*?)</tr>", unresolved).group(1)
+    assert f'data-v="{seen}">{seen}</td><td>conn</td>' in row, row
 
 
 def test_report_is_self_contained_and_sortable(report: Path) -> None:
