@@ -126,6 +126,8 @@ class LogFrames:
                     record = orjson.loads(line)
                 except orjson.JSONDecodeError:
                     return None
+                if not isinstance(record, dict):  # `42`, `null`: the line reader reports it
+                    return None
                 self.seen_fields.update(record)
                 for name, found in kinds.items():
                     if name in record and record[name] is not None:

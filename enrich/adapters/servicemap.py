@@ -89,8 +89,8 @@ def flows(records: pd.DataFrame) -> Flows:
 def load_conn(inputs: list[Path]) -> pd.DataFrame:
     """Conn records of `inputs`, plus incident records of any log (they carry id.orig_h/id.resp_h)."""
     files = [p for p in log_files(inputs, None) if log_name(p) != "quarantine"]
-    conn = [p for p in files if p.name.startswith("conn")]
-    others = [p for p in files if not p.name.startswith("conn")]
+    conn = [p for p in files if log_name(p) == "conn"]  # as query --log conn: not conn_long.log
+    others = [p for p in files if log_name(p) != "conn"]
     frames = [read_log(conn, CONN_FIELDS)] if conn else []
     if others:
         extra = read_log(others, CONN_FIELDS)

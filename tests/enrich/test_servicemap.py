@@ -102,3 +102,36 @@ def test_clear_errors(tmp_path: Path, name: str, message: str) -> None:
     (tmp_path / "dns.log").write_bytes(b'{"ts": 1.0, "query": "x"}\n')
     result = CliRunner().invoke(main, ["map", str(tmp_path), "-o", str(tmp_path / name)])
     assert result.exit_code == 1 and message in result.stderr
+
+
+def test_only_conn_logs_count_as_conn_not_every_file_named_conn_something(
+    scenarios: dict[str, Path], tmp_path: Path
+) -> None:
+    """A `conn_long.log` next to `conn.log` is another log (as `query --log conn` has it): its
+    records used to be added to the edges again."""
+    enriched = scenarios["compromised"] / "enriched"
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    conn = (enriched / "conn.log").read_bytes()
+    (folder / "conn.log").write_bytes(conn)
+    (folder / "conn_long.log").write_bytes(
+        b"".join(x + b"\n" for x in conn.splitlines() if b"203.0.113.200" in x)
+    )
+    assert (
+        flows(load_conn([folder])).edges["bytes"].sum()
+        == flows(load_conn([enriched / "conn.log"])).edges["bytes"].sum()
+    )
+
+
+def test_a_json_line_that_is_not_an_object_is_a_bad_line_not_a_crash(
+    scenarios: dict[str, Path], tmp_path: Path
+) -> None:
+    lines = (scenarios["compromised"] / "enriched" / "conn.log").read_bytes().splitlines(keepends=True)
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (folder / "conn.log").write_bytes(b"".join([*lines[:3], b"42\n", b"null\n", *lines[3:]]))
+    found = flows(load_conn([folder]))
+    assert found.edges["connections"].sum() == len(lines)
+    result = CliRunner().invoke(main, ["query", str(folder), "--format", "jsonl"])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == len(lines)
