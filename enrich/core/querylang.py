@@ -162,12 +162,15 @@ def parse_endpoint(text: str) -> EndpointSpec:
     if spec == "cluster":
         return EndpointSpec(text=spec, kinds=("pod", "service", "node"))
     if spec.startswith("node:"):
+        if not spec[5:].strip():
+            raise QueryError(f"bad endpoint {text!r}: node: needs a node name, e.g. node:worker-1")
         return EndpointSpec(text=spec, kinds=("node", "pod"), name=spec[5:])
     try:
         return EndpointSpec(text=spec, network=ipaddress.ip_network(spec, strict=False))
-    except ValueError:
-        pass
-    parts = spec.split("/")
+    except ValueError as exc:
+        parts = spec.split("/")
+        if "." in parts[0] or ":" in parts[0]:  # a namespace never has either: a mistyped address
+            raise QueryError(f"bad endpoint {text!r}: not an IP address or CIDR ({exc})") from exc
     if len(parts) > 3 or not all(parts):
         raise QueryError(f"bad endpoint {text!r}: use NAMESPACE, NAMESPACE/NAME, NAMESPACE/Kind/NAME, ...")
     return EndpointSpec(text=spec, namespace=parts[0], name="/".join(parts[1:]) or None)

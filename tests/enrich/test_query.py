@@ -20,6 +20,7 @@ from enrich.adapters.frames import LogFrames, read_log
 from enrich.adapters.query import csv_text, run_query, write_result
 from enrich.cli import main
 from enrich.core.querylang import Query, parse_comparison, parse_endpoint, parse_time_range
+from enrich.errors import QueryError
 from tests.conftest import SCENARIOS, scenario_paths
 
 WORKER_POD = "worker-7f9d6c5b4-zx81m"
@@ -413,3 +414,9 @@ def test_the_first_operator_splits_a_comparison_so_values_may_hold_operator_char
     """Searching URIs and queries for `=`, `<` or `>` is routine; those used to be 'bad comparison'."""
     got = parse_comparison(text)
     assert (got.field, got.op, got.value) == (field, op, value)
+
+
+@pytest.mark.parametrize("text", ["10.0.0.0/33", "300.1.1.1", "10.0.0.1/", "fd00::1::2", "node:"])
+def test_a_mistyped_address_is_an_error_not_a_namespace_that_matches_nothing(text: str) -> None:
+    with pytest.raises(QueryError, match="bad endpoint"):
+        parse_endpoint(text)
