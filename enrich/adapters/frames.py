@@ -6,6 +6,7 @@ import gzip
 import itertools
 import logging
 import re
+import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -66,6 +67,29 @@ def _open(path: Path) -> IO[bytes]:
         return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
     except OSError as exc:
         raise SourceError(f"{path}: {exc.strerror or exc}") from exc
+
+
+def _blocks(stream: IO[bytes], path: Path) -> Iterator[list[bytes]]:
+    """Lists of lines; a damaged compressed file (cut short, or not gzip at all) ends with a warning
+    naming it, and what was read before the damage is kept."""
+    if not isinstance(stream, gzip.GzipFile):
+        yield from iter(lambda: stream.readlines(BLOCK_BYTES), [])
+        return
+    block: list[bytes] = []
+    size = 0
+    try:
+        for line in stream:  # line by line: a block cut by the damage would lose its lines
+            block.append(line)
+            size += len(line)
+            if size >= BLOCK_BYTES:
+                yield block
+                block, size = [], 0
+    except (EOFError, OSError, zlib.error) as exc:
+        if block and not block[-1].endswith(b"\n"):
+            block.pop()  # the line the damage cut
+        log.warning("%s: damaged (%s); records after that point are not read", path, exc or "cut short")
+    if block:
+        yield block
 
 
 class LogFrames:
@@ -169,11 +193,12 @@ class LogFrames:
     def _lines(self, path: Path, skip: int) -> Iterator[pd.DataFrame]:
         total = path.stat().st_size
         with _open(path) as stream:
-            first = stream.readline()
+            blocks = _blocks(stream, path)
+            first_block = next(blocks, [])
+            first = first_block[0] if first_block else b""
             tsv = first.startswith(b"#separator")
             parse = self._tsv_parser(first) if tsv else self._json
-            rest = iter(lambda: stream.readlines(BLOCK_BYTES), [])
-            blocks = itertools.chain([[first] if first else []], rest)
+            blocks = itertools.chain([first_block], blocks)
             columns = _Columns(self.fields)
             done = lines = 0
             for block in blocks:

@@ -420,3 +420,27 @@ def test_the_first_operator_splits_a_comparison_so_values_may_hold_operator_char
 def test_a_mistyped_address_is_an_error_not_a_namespace_that_matches_nothing(text: str) -> None:
     with pytest.raises(QueryError, match="bad endpoint"):
         parse_endpoint(text)
+
+
+def test_a_damaged_gzip_file_is_named_and_what_came_before_the_damage_is_kept(
+    enriched: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A rotated log cut short (disk full, copy interrupted) or not gzip at all used to end the
+    query with click's bare 'Aborted!' or a BadGzipFile traceback, and nothing was printed."""
+    import gzip
+
+    caplog.set_level("WARNING", logger="enrich.adapters.frames")
+    lines = (enriched["compromised"] / "enriched" / "conn.log").read_bytes().splitlines(keepends=True)
+    whole = gzip.compress(b"".join(lines * 40))
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (folder / "conn.2025-11-20-10-00-00.log.gz").write_bytes(whole[: len(whole) // 2])
+    (folder / "conn.2025-11-20-11-00-00.log.gz").write_bytes(b"not gzip at all\n")
+    (folder / "conn.log").write_bytes(b"".join(lines))
+    code, out, err = cli(str(folder), "--format", "jsonl")
+    assert code == 0, err
+    got = [orjson.loads(x) for x in out.splitlines()]
+    assert len(lines) < len(got) < len(lines) * 41  # the readable part of the cut file, and conn.log
+    warned = caplog.text
+    assert "conn.2025-11-20-10-00-00.log.gz: damaged" in warned
+    assert "conn.2025-11-20-11-00-00.log.gz: damaged" in warned
