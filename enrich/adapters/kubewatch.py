@@ -284,6 +284,7 @@ class ResourceWatch:
         self._response = response  # set before checking _stop: stop() sets _stop before reading it
         self._succeeded(connected=True)
         progressed = False
+        opened = time.monotonic()
         try:
             if self._stop.is_set():
                 return False
@@ -293,6 +294,10 @@ class ResourceWatch:
                 self._handle(line, on_event)
                 progressed = self._delivered = True
                 self._succeeded(connected=True)
+            if not progressed and time.monotonic() - opened < min(1.0, s.watch_timeout / 2):
+                # not the server's timeoutSeconds: an empty answer (a proxy, a broken server).
+                # Watching again at once would hammer it: back off as after any failure.
+                raise KubeTransientError(f"{self.resource.plural}: watch ended at once without an event")
             self._succeeded()
             return True  # a clean end (timeoutSeconds): watch again at once
         except (urllib3.exceptions.HTTPError, OSError) as exc:

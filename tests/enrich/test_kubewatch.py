@@ -309,3 +309,20 @@ def _retries(caplog) -> list[str]:
         for r in caplog.records
         if "retrying in" in r.getMessage()
     ]
+
+
+def test_a_watch_answered_with_an_empty_200_backs_off(api: FakeApiServer, caplog) -> None:
+    """An empty answer is not the server's timeoutSeconds: re-watching at once made hundreds of
+    requests a second (868 in 2 s), with nothing logged."""
+    watch, seen = ResourceWatch(api_client(api), "pods", settings=FAST), Collector()
+    caplog.set_level(logging.WARNING, logger="enrich.adapters.kubewatch")
+    with running(watch, seen) as outcome:
+        wait_for(lambda: api.open_watches == 1 and watch.connected, what="watch open")
+        api.fail_next(100_000, 200, path="/pods", body=b"")
+        before = len(api.requests)
+        api.drop_watches()
+        time.sleep(1.5)
+        made = len(api.requests) - before
+    assert "error" not in outcome
+    assert made < 20, made  # backoff 0.05 s doubling, capped at 0.2 s: about 10 in 1.5 s
+    assert any("watch ended at once without an event" in r.getMessage() for r in caplog.records)
