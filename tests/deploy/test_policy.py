@@ -23,12 +23,22 @@ from tests.deploy.podsecurity import restricted_violations
 
 Docs = list[dict[str, Any]]
 READ_VERBS = {"get", "list", "watch"}
-READ_RESOURCES = {
-    "": {"pods", "services", "nodes", "namespaces"},
-    "apps": {"replicasets"},
-    "batch": {"jobs"},
-    "discovery.k8s.io": {"endpointslices"},
-}
+
+
+def _read_resources() -> dict[str, set[str]]:
+    """What the code watches, by API group: the enricher's inventory and the sensor's pod watch
+    (pods). The ClusterRole must grant exactly this: nothing the code does not read."""
+    from enrich.adapters.cluster import INVENTORY_RESOURCES
+    from enrich.adapters.kubewatch import RESOURCES
+
+    read: dict[str, set[str]] = {}
+    for plural in {*INVENTORY_RESOURCES, "pods"}:
+        version = RESOURCES[plural].api_version
+        read.setdefault(version.split("/")[0] if "/" in version else "", set()).add(plural)
+    return read
+
+
+READ_RESOURCES = _read_resources()
 # The only capabilities each container may add, each documented in docs/install.md.
 CAPABILITIES = {
     "prepare-dirs": {"CHOWN"},
@@ -112,9 +122,11 @@ def test_pod_uses_the_node_network_but_no_other_host_namespace(docs: Docs) -> No
 
 
 def test_node_name_comes_from_the_downward_api(docs: Docs) -> None:
-    for name in ("sensor", "zeek", "enricher"):
+    for name in ("sensor", "zeek"):  # the sensor's node, and `_node` on every Zeek record
         env = {e["name"]: e for e in container(docs, name)["env"]}
         assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}, name
+    enricher = {e["name"] for e in container(docs, "enricher").get("env", [])}
+    assert "NODE_NAME" not in enricher  # nothing in enrich/ reads it (the records carry `_node`)
 
 
 def test_logs_checkpoints_and_handoff_live_on_the_node(docs: Docs) -> None:
