@@ -148,6 +148,14 @@ def test_fail_on_exits_3_when_incidents_reach_the_severity_and_still_writes_resu
     assert quiet.exit_code == 0, quiet.output
 
 
+def test_fail_on_below_the_level_is_a_usage_error_instead_of_a_pass_that_cannot_fail(tmp_path: Path) -> None:
+    """shop has one low incident: `--fail-on low` at the default level medium used to exit 0."""
+    refused = run_replay("shop", tmp_path / "a", "--fail-on", "low")
+    assert refused.exit_code == 2 and "add --level low" in refused.stderr, refused.output
+    assert not (tmp_path / "a").exists()
+    assert run_replay("shop", tmp_path / "b", "--fail-on", "low", "--level", "low").exit_code == 3
+
+
 def test_level_high_exports_only_high_incidents(tmp_path: Path) -> None:
     result = run_replay("compromised", tmp_path / "out", "--level", "high")
     assert result.exit_code == 0, result.output

@@ -17,6 +17,8 @@ from pathlib import Path
 import click
 
 from enrich.cli.base import maps_errors
+from enrich.core.incident import DEFAULT_LEVEL
+from enrich.core.rules import Severity
 from enrich.replay import (
     BUNDLED_SCENARIOS,
     LOG_FORMATS,
@@ -102,6 +104,12 @@ def replay_command(pcap: Path, inventories: tuple[Path, ...], outdir: Path, zeek
     Without Zeek installed, the logs recorded next to the capture (NAME.zeek/ beside NAME.pcap)
     are used, and a note on stderr says so. Exit codes: 0 ok, 1 error, 2 usage, 3 --fail-on matched.
     """
+    effective = Severity.parse(level) if level else DEFAULT_LEVEL
+    if fail_on and Severity.parse(fail_on) < effective:
+        raise click.UsageError(
+            f"--fail-on {fail_on} can never match: the filter exports from --level {effective.label} up; "
+            f"add --level {fail_on}"
+        )
     request = ReplayRequest(
         pcap=pcap, inventories=inventories, outdir=outdir, zeek=zeek, zeek_logs=zeek_logs,
         log_format=log_format, scripts=scripts, rules=rules, level=level,

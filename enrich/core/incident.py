@@ -28,6 +28,7 @@ from enrich.core.rules import Rule, RuleSet, Severity
 
 SUMMARY_PATH = "kubezeek_summary"
 STATE_VERSION = 1  # of `IncidentFilter.snapshot()`
+DEFAULT_LEVEL = Severity.MEDIUM  # the lowest severity exported when no level is given
 # Fields that tell apart records of one connection in the same log (HTTP requests, DNS queries...).
 DISCRIMINATORS = ("trans_depth", "trans_id", "query", "qtype", "name", "note", "source", "seen_bytes")
 POD_FIELDS = ("orig_k8s.kind", "orig_k8s.namespace", "orig_k8s.name", "orig_k8s.workload", "id.orig_h")
@@ -201,7 +202,7 @@ class RateLimiter:
 class IncidentFilter:
     """Select incident-relevant records from enriched ones; see the module docstring."""
 
-    def __init__(self, ruleset: RuleSet, level: Severity | str = Severity.MEDIUM) -> None:
+    def __init__(self, ruleset: RuleSet, level: Severity | str = DEFAULT_LEVEL) -> None:
         self.ruleset = ruleset
         self.level = Severity.parse(level)
         self.rules = tuple(r for r in ruleset.rules if r.severity >= self.level)
