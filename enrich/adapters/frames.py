@@ -69,6 +69,24 @@ def _open(path: Path) -> IO[bytes]:
         raise SourceError(f"{path}: {exc.strerror or exc}") from exc
 
 
+MILLIS_FROM = 1e11  # an epoch in seconds reaches this in the year 5138; in milliseconds, in 1973
+
+
+def epoch_seconds(ts: pd.Series) -> pd.Series:
+    """`ts` as epoch seconds, whichever way Zeek wrote it: seconds (the default), milliseconds
+    (`JSON::TS_MILLIS`) or ISO 8601 text (`JSON::TS_ISO8601`). What is none of these becomes
+    missing (NaN): such a record has no usable time, and time filters leave it out."""
+    if pd.api.types.is_numeric_dtype(ts) and not pd.api.types.is_bool_dtype(ts):
+        seconds = ts.astype("float64")
+    else:
+        seconds = pd.to_numeric(ts, errors="coerce").astype("float64")
+        text = ts[seconds.isna() & ts.map(lambda v: isinstance(v, str))]
+        if not text.empty:
+            parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+            seconds.loc[text.index] = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    return seconds.where(seconds.abs() < MILLIS_FROM, seconds / 1000)
+
+
 def _blocks(stream: IO[bytes], path: Path) -> Iterator[list[bytes]]:
     """Lists of lines; a damaged compressed file (cut short, or not gzip at all) ends with a warning
     naming it, and what was read before the damage is kept."""
@@ -240,6 +258,8 @@ class LogFrames:
     def _counted(self, frame: pd.DataFrame) -> pd.DataFrame:
         self.records += len(frame)
         self.seen_fields.update(frame.columns)
+        if "ts" in frame.columns:
+            frame["ts"] = epoch_seconds(frame["ts"])
         return frame
 
     def _json(self, line: bytes) -> dict[str, Any] | None:

@@ -444,3 +444,37 @@ def test_a_damaged_gzip_file_is_named_and_what_came_before_the_damage_is_kept(
     warned = caplog.text
     assert "conn.2025-11-20-10-00-00.log.gz: damaged" in warned
     assert "conn.2025-11-20-11-00-00.log.gz: damaged" in warned
+
+
+@pytest.mark.parametrize("style", ["iso8601", "millis"])
+def test_zeek_s_other_timestamp_formats_are_read_as_times(style: str, tmp_path: Path) -> None:
+    """Zeek writes `ts` as ISO 8601 text with `JSON::TS_ISO8601` and as epoch milliseconds with
+    `JSON::TS_MILLIS`. The table used to crash on both (float('2025-...'), year 56796), and
+    --since silently matched nothing."""
+    import datetime
+
+    raw = [
+        orjson.loads(x)
+        for x in (scenario_paths("compromised")["json_logs"] / "conn.log").read_bytes().splitlines()
+    ]
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    with open(folder / "conn.log", "wb") as fh:
+        for r in raw:
+            t = datetime.datetime.fromtimestamp(r["ts"], datetime.UTC)
+            r["ts"] = t.isoformat().replace("+00:00", "Z") if style == "iso8601" else round(r["ts"] * 1000)
+            fh.write(orjson.dumps(r) + b"\n")
+    first = min(
+        x["ts"]
+        for x in (
+            orjson.loads(y)
+            for y in (scenario_paths("compromised")["json_logs"] / "conn.log").read_bytes().splitlines()
+        )
+    )
+    code, out, err = cli(str(folder), "--format", "table")
+    assert code == 0, err
+    assert datetime.datetime.fromtimestamp(first, datetime.UTC).strftime("%Y-%m-%dT%H:%M") in out
+    code, out, err = cli(str(folder), "--format", "jsonl", "--since", "2025-11-20T00:00:00Z")
+    assert code == 0 and len(out.splitlines()) == len(raw), err
+    code, out, _ = cli(str(folder), "--format", "jsonl", "--since", "2025-11-21T00:00:00Z")
+    assert out == ""
