@@ -319,15 +319,17 @@ _TIME_COLUMNS = ("ts",)
 _TABLE_WIDTH = 48
 
 
-def write_result(frame: pd.DataFrame, fmt: str, target: BinaryIO) -> None:
-    """Write selected records as an aligned table, JSON lines, CSV or Parquet to a binary stream."""
+def write_result(frame: pd.DataFrame, fmt: str, target: BinaryIO, *, terminal: bool = False) -> None:
+    """Write selected records as an aligned table, JSON lines, CSV or Parquet to a binary stream.
+    `terminal`: the stream is a terminal, so CSV cells are printed with control characters escaped
+    (a log field must not set the window title or colours); a file gets them as they are."""
     if fmt == "table":
         target.write(render_table(frame).encode())
     elif fmt == "jsonl":
         for record in json_records(frame):
             target.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY))
     elif fmt == "csv":
-        target.write(csv_text(frame).encode())
+        target.write(csv_text(frame, printable=terminal).encode())
     elif fmt == "parquet":
         parquet_frame(frame).to_parquet(target, index=False)
     else:
@@ -364,19 +366,25 @@ def _text(value: Any, name: str) -> str:
     return str(_plain(value, name))
 
 
-def csv_text(frame: pd.DataFrame) -> str:
-    """CSV with every cell escaped, and cells a spreadsheet would run as a formula neutralised."""
+def csv_text(frame: pd.DataFrame, *, printable: bool = False) -> str:
+    """CSV with every cell escaped, and cells a spreadsheet would run as a formula neutralised; NUL
+    (which no CSV reader takes) always, and with `printable` every control character, as `\\xNN`."""
+    clean = _printable if printable else _no_nul
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([_defuse(str(c)) for c in frame.columns])
+    writer.writerow([clean(_defuse(str(c))) for c in frame.columns])
     for row in frame.itertuples(index=False, name=None):
         writer.writerow(
             [
-                _defuse(_text(v, n)) if isinstance(v, (str, list, dict)) else _text(v, n)
+                clean(_defuse(_text(v, n))) if isinstance(v, (str, list, dict)) else _text(v, n)
                 for v, n in zip(row, frame.columns)
             ]
         )
     return buffer.getvalue()
+
+
+def _no_nul(text: str) -> str:
+    return text.replace("\x00", "\\x00")
 
 
 def _defuse(text: str) -> str:

@@ -96,7 +96,7 @@ def query_command(logs: tuple[Path, ...], log_name: str, **opts: object) -> None
     if fmt == "parquet" and output is None and sys.stdout.isatty():
         raise QueryError("Parquet is binary: give -o FILE or pipe the output")
     with _target(output) as target:
-        query_adapter.write_result(result.frame, fmt, target)
+        query_adapter.write_result(result.frame, fmt, target, terminal=output is None and sys.stdout.isatty())
     if result.frame.empty and fmt != "table":
         click.echo(f"no matching records ({result.records_read} read)", err=True)
 

@@ -478,3 +478,18 @@ def test_zeek_s_other_timestamp_formats_are_read_as_times(style: str, tmp_path: 
     assert code == 0 and len(out.splitlines()) == len(raw), err
     code, out, _ = cli(str(folder), "--format", "jsonl", "--since", "2025-11-21T00:00:00Z")
     assert out == ""
+
+
+def test_csv_to_a_terminal_escapes_control_characters_and_never_writes_a_raw_nul() -> None:
+    """A log field with ESC ] 0 ; ... BEL set the terminal's title and colours through
+    `--format csv` (the table escaped them; CSV did not). A file keeps them, but never raw NUL."""
+    import io
+
+    from enrich.adapters.query import write_result
+
+    frame = pd.DataFrame({"service": ["\x1b]0;pwned\x07\x1b[31mRED", "a\x00b", "=cmd"]})
+    shown, saved = io.BytesIO(), io.BytesIO()
+    write_result(frame, "csv", shown, terminal=True)
+    write_result(frame, "csv", saved)
+    assert shown.getvalue() == b"service\n\\x1b]0;pwned\\x07\\x1b[31mRED\na\\x00b\n'=cmd\n"
+    assert b"\x1b]0;pwned\x07" in saved.getvalue() and b"\x00" not in saved.getvalue()
