@@ -112,8 +112,10 @@ def short_name(node: str) -> str:
 
 
 def text(value: str) -> str:
-    """Untrusted names must not switch on matplotlib's mathtext (`$...$`)."""
-    return value.replace("$", r"\$")
+    """Untrusted names must not switch on matplotlib's mathtext (`$...$`), nor put control
+    characters in the SVG (XML 1.0 forbids most: the file would not be well-formed)."""
+    shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in value)
+    return shown.replace("$", r"\$")
 
 
 def layout(nodes: list[str]) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float, float]]]:

@@ -135,3 +135,19 @@ def test_a_json_line_that_is_not_an_object_is_a_bad_line_not_a_crash(
     result = CliRunner().invoke(main, ["query", str(folder), "--format", "jsonl"])
     assert result.exit_code == 0, result.output
     assert len(result.stdout.splitlines()) == len(lines)
+
+
+def test_control_characters_in_names_keep_the_svg_well_formed(
+    scenarios: dict[str, Path], tmp_path: Path
+) -> None:
+    """A namespace or workload name is untrusted: ESC or NUL in it made an SVG no browser shows."""
+    from xml.dom import minidom
+
+    conn = (scenarios["compromised"] / "enriched" / "conn.log").read_bytes()
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (folder / "conn.log").write_bytes(conn.replace(b'"batch"', b'"ba\\u001bt\\u0000ch"'))
+    target = tmp_path / "map.svg"
+    draw([str(folder)], target)
+    svg = minidom.parse(str(target))
+    assert svg.documentElement.tagName == "svg"
