@@ -225,6 +225,8 @@ def tls(traffic: pd.DataFrame, top: int) -> str:
     if ssl.empty:
         return '<p class="empty">no ssl records</p>'
     versions = ssl.get("version", pd.Series(dtype=object)).fillna("(none)").value_counts()
+    if len(versions) > top:  # a server picks the version: `unknown-NNNN` can be thousands of rows
+        versions = pd.concat([versions.head(top), pd.Series({"(others)": versions.iloc[top:].sum()})])
     plot = png(barh(list(versions.index), list(versions.values), "connections", "#2ca02c"), "TLS versions")
     frame = ssl.assign(
         orig=[_name(r) for r in _rows(ssl, "orig")], resp=[_name(r) for r in _rows(ssl, "resp")],

@@ -179,3 +179,23 @@ def test_incident_records_without_a_usable_ts_are_counted_not_called_missing() -
     )
     assert "2 incident records, none with a usable ts" in incidents(flagged)
     assert "no incident records in the input" in incidents(flagged.iloc[0:0])
+
+
+def test_tls_versions_keep_to_top_with_the_rest_summed(scenarios: dict[str, Path], tmp_path: Path) -> None:
+    """Zeek writes `unknown-NNNN` for a version it does not know, and the server chooses it: 2,300
+    distinct ones made a 2,300-row table and a 70,000-pixel plot, whatever --top said."""
+    ssl = [
+        orjson.loads(x) for x in (scenarios["compromised"] / "enriched" / "ssl.log").read_bytes().splitlines()
+    ]
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    with open(folder / "ssl.log", "wb") as fh:
+        for i in range(300):
+            fh.write(orjson.dumps({**ssl[0], "version": f"unknown-{i}", "uid": f"C{i}"}) + b"\n")
+    target = tmp_path / "r.html"
+    result = CliRunner().invoke(main, ["report", str(folder), "--top", "5", "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    tls = section(target.read_text(), "tls")
+    versions = tls.split("<h3>")[0]
+    assert versions.count("<td>unknown-") == 5
+    assert '<td>(others)</td><td class="n" data-v="295">295</td>' in versions
