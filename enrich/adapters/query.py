@@ -306,11 +306,22 @@ def sort_frame(frame: pd.DataFrame, query: Query) -> pd.DataFrame:
         return frame
     try:
         return frame.sort_values(list(query.sort), ascending=not query.descending, kind="stable")
-    except TypeError:  # mixed types in a column: compare as text
-        keys = {name: frame[name].map(lambda v: "" if v is None else str(v)) for name in query.sort}
+    except TypeError:  # mixed types in a column (one "x" among byte counts, say)
+        keys = {name: _sort_key(frame[name]) for name in query.sort}
         return frame.sort_values(
-            list(query.sort), ascending=not query.descending, kind="stable", key=lambda s: keys[s.name]
-        )
+            list(query.sort), ascending=not query.descending, kind="stable", key=lambda s: keys[s.name],
+            na_position="last",
+        )  # fmt: skip
+
+
+def _sort_key(column: pd.Series) -> pd.Series:
+    """Numbers compare as numbers, whatever else the column holds (that goes last, either way);
+    a column without any number compares as text."""
+    scalars = column.map(lambda v: v if isinstance(v, (int, float, str)) else None)
+    numbers = pd.to_numeric(scalars, errors="coerce")
+    if numbers.notna().any():
+        return numbers
+    return column.map(lambda v: "" if v is None else str(v))
 
 
 FORMATS = OUTPUT_FORMATS

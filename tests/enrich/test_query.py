@@ -493,3 +493,34 @@ def test_csv_to_a_terminal_escapes_control_characters_and_never_writes_a_raw_nul
     write_result(frame, "csv", saved)
     assert shown.getvalue() == b"service\n\\x1b]0;pwned\\x07\\x1b[31mRED\na\\x00b\n'=cmd\n"
     assert b"\x1b]0;pwned\x07" in saved.getvalue() and b"\x00" not in saved.getvalue()
+
+
+def test_one_non_numeric_value_does_not_turn_a_numeric_sort_into_a_text_sort(
+    enriched: dict[str, Path], tmp_path: Path
+) -> None:
+    """`orig_bytes: "x"` in one record used to sort the column as text: the 6.5 MB upload fell out
+    of the top 3 behind "x", "8", "8"."""
+    lines = (enriched["compromised"] / "enriched" / "conn.log").read_bytes().splitlines()
+    records = [orjson.loads(x) for x in lines]
+    records[0]["orig_bytes"] = "x"
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (folder / "conn.log").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    code, out, err = cli(
+        str(folder),
+        "-c",
+        "uid,orig_bytes",
+        "--sort",
+        "orig_bytes",
+        "--desc",
+        "--limit",
+        "3",
+        "--format",
+        "jsonl",
+    )
+    assert code == 0, err
+    got = [orjson.loads(x)["orig_bytes"] for x in out.splitlines()]
+    numbers = sorted(
+        (r["orig_bytes"] for r in records[1:] if isinstance(r.get("orig_bytes"), int)), reverse=True
+    )
+    assert got == numbers[:3]
