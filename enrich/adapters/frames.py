@@ -350,16 +350,22 @@ class _TsvHeader:
         for name, kind, raw in zip(self.fields, types, values):
             if raw == b"-":
                 continue
-            record[name] = _tsv_value(name, kind, _unescape(raw), self.set_separator)
+            record[name] = _tsv_field(name, kind, raw, self.set_separator)
         return record
 
 
-def _tsv_value(name: str, kind: str, text: str, set_separator: str) -> Any:
+def _tsv_field(name: str, kind: str, raw: bytes, set_separator: str) -> Any:
+    """One TSV field: a set or vector is split at its separator first and each element unescaped
+    then, so an element holding an escaped separator (`\\x2c`) stays one element."""
     if kind.startswith(("set[", "vector[")):
         inner = kind[kind.index("[") + 1 : -1]
-        return (
-            [] if text == "(empty)" else [_tsv_value(name, inner, t, ",") for t in text.split(set_separator)]
-        )
+        if raw == b"(empty)":
+            return []
+        return [_tsv_value(name, inner, _unescape(t)) for t in raw.split(set_separator.encode("latin-1"))]
+    return _tsv_value(name, kind, _unescape(raw))
+
+
+def _tsv_value(name: str, kind: str, text: str) -> Any:
     if text == "(empty)":
         return ""
     if kind in _NUMERIC:

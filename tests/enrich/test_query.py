@@ -524,3 +524,19 @@ def test_one_non_numeric_value_does_not_turn_a_numeric_sort_into_a_text_sort(
         (r["orig_bytes"] for r in records[1:] if isinstance(r.get("orig_bytes"), int)), reverse=True
     )
     assert got == numbers[:3]
+
+
+def test_a_tsv_list_element_holding_an_escaped_separator_stays_one_element(tmp_path: Path) -> None:
+    """Zeek writes a `,` inside a set/vector element as `\\x2c` (a TXT answer, say): the element was
+    unescaped before the split, and `hello\\x2cworld` became two answers."""
+    text = (scenario_paths("compromised")["tsv_logs"] / "dns.log").read_text()
+    head = [x for x in text.splitlines() if x.startswith("#")]
+    fields = next(x for x in head if x.startswith("#fields")).split("\t")[1:]
+    row = next(x for x in text.splitlines() if not x.startswith("#")).split("\t")
+    row[fields.index("answers")] = "TXT 11 hello\\x2cworld,1.2.3.4"
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (folder / "dns.log").write_text("\n".join([*head[:-1], "\t".join(row), head[-1]]) + "\n")
+    code, out, err = cli(str(folder), "--log", "dns", "-c", "answers", "--format", "jsonl")
+    assert code == 0, err
+    assert [orjson.loads(x)["answers"] for x in out.splitlines()] == [["TXT 11 hello,world", "1.2.3.4"]]
