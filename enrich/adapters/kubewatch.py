@@ -94,17 +94,30 @@ class WatchSettings:
 
 
 def api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
-    """An ApiClient from in-cluster config (inside a pod, no kubeconfig given) or from a kubeconfig."""
+    """An ApiClient, its credentials chosen as kubectl does: a kubeconfig given (`kubeconfig`, a
+    `context`, or $KUBECONFIG) wins; else in-cluster config inside a pod; else ~/.kube/config."""
     configuration = client.Configuration()
+    in_cluster = (
+        kubeconfig is None
+        and context is None
+        and not os.environ.get("KUBECONFIG")
+        and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    )
     try:
-        if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        if in_cluster:
             config.load_incluster_config(client_configuration=configuration)
         else:
-            config.load_kube_config(
-                config_file=kubeconfig, context=context, client_configuration=configuration
+            config.load_kube_config(  # $KUBECONFIG as it is now (the library reads it at import)
+                config_file=kubeconfig or os.environ.get("KUBECONFIG") or None,
+                context=context,
+                client_configuration=configuration,
             )
     except (config.ConfigException, OSError, ValueError) as exc:
-        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        where = (
+            "in-cluster config"
+            if in_cluster
+            else kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        )
         raise KubeError(f"cannot load Kubernetes config ({where}): {exc}") from exc
     return client.ApiClient(configuration)
 

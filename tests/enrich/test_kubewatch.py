@@ -326,3 +326,22 @@ def test_a_watch_answered_with_an_empty_200_backs_off(api: FakeApiServer, caplog
     assert "error" not in outcome
     assert made < 20, made  # backoff 0.05 s doubling, capped at 0.2 s: about 10 in 1.5 s
     assert any("watch ended at once without an event" in r.getMessage() for r in caplog.records)
+
+
+def test_kubeconfig_in_the_environment_wins_over_in_cluster_config(
+    api: FakeApiServer, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As kubectl: inside a pod (KUBERNETES_SERVICE_HOST set, a CI runner say) $KUBECONFIG still
+    names the cluster. It used to be ignored, so the pod's own cluster would have been recorded;
+    and without a token the error blamed the kubeconfig for what in-cluster config lacked."""
+    from enrich.adapters.kubewatch import api_client as real_api_client
+    from enrich.errors import KubeError
+
+    kubeconfig = tmp_path / "kubeconfig"
+    api.write_kubeconfig(kubeconfig)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    assert real_api_client().configuration.host == api.url
+    monkeypatch.delenv("KUBECONFIG")
+    with pytest.raises(KubeError, match=r"\(in-cluster config\)"):
+        real_api_client()
